@@ -1,0 +1,562 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: Rampart vs nginx vs HAProxy as plain reverse proxies
+# in front of the same upstream, on loopback.
+#
+#   bench/side-by-side.sh            # full run with defaults (~7 minutes)
+#   PROXIES="nginx haproxy" bench/side-by-side.sh   # without Rampart
+#   ROUNDS=3 DURATION=10 bench/side-by-side.sh      # quicker, noisier
+#
+# Layout (needs at least 2 CPUs):
+#   CPU $LOAD_CPU  (default 0): upstream nginx (1 worker) + h2load (1 thread)
+#   CPU $PROXY_CPU (default 1): the proxy under test (1 worker), one at a time
+#
+# Environment (all optional):
+#   PROXIES       proxies to measure, in round-1 order   ("rampart nginx haproxy")
+#   ROUNDS        closed-loop rounds, order rotated each round        (5)
+#   DURATION      seconds per closed-loop measurement                 (15)
+#   WARMUP        seconds of unmeasured load before each measurement  (3)
+#   CONNS         h2load connections (closed and open loop)           (50)
+#   LAT_ROUNDS    open-loop rounds per proxy                          (2)
+#   LAT_DURATION  seconds per open-loop measurement                   (15)
+#   LAT_FRACTION  open-loop total rate as a fraction of the lowest
+#                 per-proxy median closed-loop req/s                  (0.5)
+#   LAT_RPS_TOTAL fix the open-loop total rate instead (req/s)
+#   RAMPART_BIN   Rampart binary to use; when unset, the script runs
+#                 `cargo build --release -p rampart` and uses target/release/rampart
+#   PROXY_CPU / LOAD_CPU   CPU numbers                                (1 / 0)
+#   UPSTREAM_PORT RAMPART_PORT RAMPART_ADMIN_PORT NGINX_PORT HAPROXY_PORT
+#                 (18000 18080 19901 18081 18082)
+#   OUT_DIR       where results go                                   (bench/out)
+#   KEEP_TMP=1    keep the temporary directory (configs, logs) afterwards
+#   WAIT_IDLE     seconds to wait for the machine to be quiet (all CPUs
+#                 < IDLE_BUSY_PCT% busy, default 10) before starting  (300)
+#
+# Output: bench/out/side-by-side-<timestamp>.json (every sample) and
+#         bench/out/side-by-side-<timestamp>.md (the summary table, also on stdout).
+#
+# Everything listens and connects on 127.0.0.1 only. Every process started here
+# is stopped on exit; every h2load run is bounded by -D and by `timeout`.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPORT_PY="$REPO_ROOT/bench/side_by_side_report.py"
+
+PROXIES="${PROXIES:-rampart nginx haproxy}"
+ROUNDS="${ROUNDS:-5}"
+DURATION="${DURATION:-15}"
+WARMUP="${WARMUP:-3}"
+CONNS="${CONNS:-50}"
+LAT_ROUNDS="${LAT_ROUNDS:-2}"
+LAT_DURATION="${LAT_DURATION:-15}"
+LAT_FRACTION="${LAT_FRACTION:-0.5}"
+LAT_RPS_TOTAL="${LAT_RPS_TOTAL:-}"
+PROXY_CPU="${PROXY_CPU:-1}"
+LOAD_CPU="${LOAD_CPU:-0}"
+UPSTREAM_PORT="${UPSTREAM_PORT:-18000}"
+RAMPART_PORT="${RAMPART_PORT:-18080}"
+RAMPART_ADMIN_PORT="${RAMPART_ADMIN_PORT:-19901}"
+NGINX_PORT="${NGINX_PORT:-18081}"
+HAPROXY_PORT="${HAPROXY_PORT:-18082}"
+OUT_DIR="${OUT_DIR:-$REPO_ROOT/bench/out}"
+KEEP_TMP="${KEEP_TMP:-0}"
+READY_TIMEOUT="${READY_TIMEOUT:-30}"
+WAIT_IDLE="${WAIT_IDLE:-300}"
+IDLE_BUSY_PCT="${IDLE_BUSY_PCT:-10}"
+URL_PATH="/api/item.json"
+
+log() { printf '[side-by-side %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf '[side-by-side] ERROR: %s\n' "$*" >&2; exit 1; }
+
+case "${1:-}" in
+  -h|--help) sed -n '2,39p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  "") ;;
+  *) die "unknown argument '$1' (configuration is by environment variables; see --help)" ;;
+esac
+
+for v in ROUNDS DURATION WARMUP CONNS LAT_ROUNDS LAT_DURATION PROXY_CPU LOAD_CPU \
+         UPSTREAM_PORT RAMPART_PORT RAMPART_ADMIN_PORT NGINX_PORT HAPROXY_PORT READY_TIMEOUT \
+         WAIT_IDLE IDLE_BUSY_PCT; do
+  [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
+done
+(( ROUNDS >= 1 && DURATION >= 1 && CONNS >= 1 )) || die "ROUNDS, DURATION and CONNS must be >= 1"
+for p in $PROXIES; do
+  case "$p" in rampart|nginx|haproxy) ;; *) die "unknown proxy '$p' in PROXIES" ;; esac
+done
+[[ -n "${PROXIES// /}" ]] || die "PROXIES is empty"
+
+# ---------------------------------------------------------------- prerequisites
+need_pkgs=()
+command -v nginx   >/dev/null 2>&1 || need_pkgs+=(nginx)
+command -v haproxy >/dev/null 2>&1 || need_pkgs+=(haproxy)
+command -v h2load  >/dev/null 2>&1 || need_pkgs+=(nghttp2-client)
+command -v taskset >/dev/null 2>&1 || need_pkgs+=(util-linux)
+command -v curl    >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+command -v timeout >/dev/null 2>&1 || need_pkgs+=(coreutils)
+if ((${#need_pkgs[@]})); then
+  if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing missing packages: ${need_pkgs[*]}"
+    apt-get update -qq || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null \
+      || die "apt-get install ${need_pkgs[*]} failed"
+  else
+    die "missing packages: ${need_pkgs[*]} (run as root with apt-get available, or install them: apt-get install ${need_pkgs[*]})"
+  fi
+fi
+# Debian's packages may have started system services; ours use their own
+# configs and ports, so those do not matter, but the binaries must be there.
+NGINX_BIN="$(command -v nginx)"
+HAPROXY_BIN="$(command -v haproxy)"
+
+NCPU="$(nproc --all)"
+(( PROXY_CPU < NCPU && LOAD_CPU < NCPU )) || die "need CPUs $LOAD_CPU and $PROXY_CPU; this machine has $NCPU"
+(( PROXY_CPU != LOAD_CPU )) || die "PROXY_CPU and LOAD_CPU must differ"
+CLK_TCK="$(getconf CLK_TCK)"
+
+if [[ " $PROXIES " == *" rampart "* ]]; then
+  if [[ -z "${RAMPART_BIN:-}" ]]; then
+    log "building Rampart: cargo build --release -p rampart"
+    (cd "$REPO_ROOT" && cargo build --release -p rampart) || die "cargo build --release -p rampart failed"
+    RAMPART_BIN="$REPO_ROOT/target/release/rampart"
+  fi
+  [[ -x "$RAMPART_BIN" ]] || die "Rampart binary '$RAMPART_BIN' is missing or not executable"
+fi
+
+port_in_use() {
+  # true if something accepts connections on 127.0.0.1:$1
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+for port in "$UPSTREAM_PORT" "$RAMPART_PORT" "$RAMPART_ADMIN_PORT" "$NGINX_PORT" "$HAPROXY_PORT"; do
+  port_in_use "$port" && die "port 127.0.0.1:$port is already in use (override with *_PORT variables)"
+done
+
+# ---------------------------------------------------------------- bookkeeping
+TS="$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$OUT_DIR"
+OUT_JSON="$OUT_DIR/side-by-side-$TS.json"
+OUT_MD="$OUT_DIR/side-by-side-$TS.md"
+WORK="$(mktemp -d /tmp/rampart-side-by-side.XXXXXX)"
+chmod 755 "$WORK"   # nginx workers may run as an unprivileged user
+SAMPLES="$WORK/samples.jsonl"
+: >"$SAMPLES"
+
+declare -A PID_OF=()
+STARTED_PIDS=()
+
+descendants() {
+  # print $1 and all its descendants
+  local pid="$1" child
+  echo "$pid"
+  for child in $(pgrep -P "$pid" 2>/dev/null || true); do
+    descendants "$child"
+  done
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  local pids=() p
+  for p in "${STARTED_PIDS[@]}"; do
+    kill -0 "$p" 2>/dev/null || continue
+    pids+=($(descendants "$p"))
+  done
+  if ((${#pids[@]})); then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      local alive=0
+      for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+      ((alive)) || break
+      sleep 0.1
+    done
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+  fi
+  wait 2>/dev/null || true
+  if [[ "$KEEP_TMP" == 1 || $rc -ne 0 ]]; then
+    log "temporary files kept in $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+cpu_ticks_of_tree() {
+  # utime+stime (clock ticks) of $1 and all its descendants; every thread of a
+  # process is included in /proc/PID/stat
+  local total=0 pid stat rest
+  for pid in $(descendants "$1"); do
+    stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || continue
+    rest="${stat##*) }"   # fields from 3 (state) on
+    # shellcheck disable=SC2086
+    set -- $rest
+    total=$(( total + ${12} + ${13} ))   # fields 14 and 15: utime, stime
+  done
+  echo "$total"
+}
+
+cpu_busy_ticks() {
+  # busy ticks (everything but idle and iowait) of CPU $1 from /proc/stat
+  awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
+wait_http_200() {
+  # wait_http_200 URL PID NAME
+  local url="$1" pid="$2" name="$3" deadline=$((SECONDS + READY_TIMEOUT)) code
+  while ((SECONDS < deadline)); do
+    kill -0 "$pid" 2>/dev/null || die "$name exited during startup (see $WORK/$name.*)"
+    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)"
+    [[ "$code" == 200 ]] && return 0
+    sleep 0.2
+  done
+  die "$name not ready at $url after ${READY_TIMEOUT}s (see $WORK/$name.*)"
+}
+
+# ---------------------------------------------------------------- upstream
+mkdir -p "$WORK/upstream/html/api" "$WORK/upstream/logs"
+# a ~100-byte JSON document
+printf '{"id":42,"name":"widget","price":19.99,"tags":["a","b","c"],"in_stock":true,"updated":"2024-01-01"}\n' \
+  >"$WORK/upstream/html/api/item.json"
+BODY_BYTES="$(wc -c <"$WORK/upstream/html/api/item.json")"
+
+nginx_temp_paths() {
+  local d="$1"
+  cat <<EOF
+    client_body_temp_path $d/tmp/client_body;
+    proxy_temp_path       $d/tmp/proxy;
+    fastcgi_temp_path     $d/tmp/fastcgi;
+    uwsgi_temp_path       $d/tmp/uwsgi;
+    scgi_temp_path        $d/tmp/scgi;
+EOF
+}
+
+mkdir -p "$WORK/upstream/tmp"
+cat >"$WORK/upstream/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+pid $WORK/upstream/nginx.pid;
+error_log $WORK/upstream/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+$(nginx_temp_paths "$WORK/upstream")
+    default_type application/json;
+    types { application/json json; }
+    keepalive_timeout 120s;
+    keepalive_requests 100000000;
+    open_file_cache max=16 inactive=60s;
+    open_file_cache_valid 60s;
+    server {
+        listen 127.0.0.1:$UPSTREAM_PORT backlog=4096;
+        root $WORK/upstream/html;
+        location / { }
+    }
+}
+EOF
+
+start_upstream() {
+  taskset -c "$LOAD_CPU" "$NGINX_BIN" -p "$WORK/upstream" -e "$WORK/upstream/logs/error.log" \
+    -c "$WORK/upstream/nginx.conf" >"$WORK/upstream.out" 2>&1 &
+  local pid=$!
+  STARTED_PIDS+=("$pid")
+  PID_OF[upstream]=$pid
+  wait_http_200 "http://127.0.0.1:$UPSTREAM_PORT$URL_PATH" "$pid" upstream
+}
+
+# ---------------------------------------------------------------- proxies
+write_nginx_proxy_conf() {
+  mkdir -p "$WORK/nginx/tmp" "$WORK/nginx/logs"
+  cat >"$WORK/nginx/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+$(nginx_temp_paths "$WORK/nginx")
+    keepalive_timeout 120s;
+    keepalive_requests 100000000;
+    upstream backend {
+        server 127.0.0.1:$UPSTREAM_PORT;
+        keepalive 64;
+        keepalive_requests 100000000;
+        keepalive_timeout 120s;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT backlog=4096;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+}
+
+write_haproxy_conf() {
+  mkdir -p "$WORK/haproxy"
+  cat >"$WORK/haproxy/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 4000
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 120s
+    option http-keep-alive
+
+frontend public
+    bind 127.0.0.1:$HAPROXY_PORT
+    default_backend backend
+
+backend backend
+    http-reuse always
+    server up1 127.0.0.1:$UPSTREAM_PORT maxconn 1000
+EOF
+}
+
+write_rampart_conf() {
+  mkdir -p "$WORK/rampart"
+  cat >"$WORK/rampart/rampart.yaml" <<EOF
+listeners:
+  - name: public
+    bind: "127.0.0.1:$RAMPART_PORT"
+admin:
+  bind: "127.0.0.1:$RAMPART_ADMIN_PORT"
+access_log:
+  output: "off"
+upstreams:
+  backend:
+    targets: ["127.0.0.1:$UPSTREAM_PORT"]
+routes:
+  - name: all
+    match:
+      prefix: /
+    upstream: backend
+EOF
+}
+
+proxy_port() {
+  case "$1" in
+    rampart) echo "$RAMPART_PORT" ;;
+    nginx) echo "$NGINX_PORT" ;;
+    haproxy) echo "$HAPROXY_PORT" ;;
+  esac
+}
+
+start_proxy() {
+  local name="$1" pid
+  case "$name" in
+    nginx)
+      write_nginx_proxy_conf
+      taskset -c "$PROXY_CPU" "$NGINX_BIN" -p "$WORK/nginx" -e "$WORK/nginx/logs/error.log" \
+        -c "$WORK/nginx/nginx.conf" >"$WORK/nginx.out" 2>&1 &
+      pid=$!
+      ;;
+    haproxy)
+      write_haproxy_conf
+      "$HAPROXY_BIN" -c -q -f "$WORK/haproxy/haproxy.cfg" >"$WORK/haproxy.check" 2>&1 \
+        || die "haproxy config check failed: $(cat "$WORK/haproxy.check")"
+      taskset -c "$PROXY_CPU" "$HAPROXY_BIN" -db -f "$WORK/haproxy/haproxy.cfg" \
+        >"$WORK/haproxy.out" 2>&1 &
+      pid=$!
+      ;;
+    rampart)
+      write_rampart_conf
+      taskset -c "$PROXY_CPU" "$RAMPART_BIN" run --config "$WORK/rampart/rampart.yaml" --workers 1 \
+        >"$WORK/rampart.out" 2>&1 &
+      pid=$!
+      ;;
+  esac
+  STARTED_PIDS+=("$pid")
+  PID_OF[$name]=$pid
+  if [[ "$name" == rampart ]]; then
+    wait_http_200 "http://127.0.0.1:$RAMPART_ADMIN_PORT/readyz" "$pid" rampart
+  fi
+  wait_http_200 "http://127.0.0.1:$(proxy_port "$name")$URL_PATH" "$pid" "$name"
+  # the proxied body must be the upstream's file, byte for byte
+  curl -s --max-time 5 "http://127.0.0.1:$(proxy_port "$name")$URL_PATH" >"$WORK/$name.body"
+  cmp -s "$WORK/$name.body" "$WORK/upstream/html/api/item.json" \
+    || die "$name returned a different body than the upstream file"
+  # every process of the proxy must be on PROXY_CPU only
+  local p aff
+  for p in $(descendants "$pid"); do
+    aff="$(taskset -cp "$p" 2>/dev/null | awk -F': ' '{print $2}')"
+    [[ "$aff" == "$PROXY_CPU" ]] || die "$name process $p has CPU affinity '$aff', expected $PROXY_CPU"
+  done
+  log "$name ready (pid $pid, $(descendants "$pid" | wc -l) process(es))"
+}
+
+# ---------------------------------------------------------------- measuring
+run_h2load() {
+  # run_h2load OUTFILE h2load-args... ; bounded by `timeout`
+  local out="$1"; shift
+  local limit=$(( DURATION + LAT_DURATION + WARMUP + 60 ))
+  if ! timeout --kill-after=5 "$limit" taskset -c "$LOAD_CPU" h2load "$@" >"$out" 2>&1; then
+    log "h2load failed:"; tail -20 "$out" >&2
+    die "h2load $* failed"
+  fi
+}
+
+measure() {
+  # measure KIND PROXY ROUND ORDER [RPS_PER_CLIENT TARGET_TOTAL]
+  local kind="$1" name="$2" round="$3" order="$4" rps_client="${5:-}" target="${6:-}"
+  local port url pid base c0 c1 b0 b1 l0 l1
+  port="$(proxy_port "$name")"
+  url="http://127.0.0.1:$port$URL_PATH"
+  pid="${PID_OF[$name]}"
+  kill -0 "$pid" 2>/dev/null || die "$name (pid $pid) is no longer running"
+  base="$WORK/$kind-$name-r$round"
+  if (( WARMUP > 0 )); then
+    run_h2load "$base.warmup.txt" --h1 -c "$CONNS" -t 1 -D "$WARMUP" "$url"
+  fi
+  c0="$(cpu_ticks_of_tree "$pid")"; b0="$(cpu_busy_ticks "$PROXY_CPU")"; l0="$(cpu_busy_ticks "$LOAD_CPU")"
+  if [[ "$kind" == closed ]]; then
+    run_h2load "$base.txt" --h1 -c "$CONNS" -t 1 -D "$DURATION" "$url"
+  else
+    run_h2load "$base.txt" --h1 -c "$CONNS" -t 1 --rps "$rps_client" -D "$LAT_DURATION" \
+      --log-file "$base.log" "$url"
+  fi
+  c1="$(cpu_ticks_of_tree "$pid")"; b1="$(cpu_busy_ticks "$PROXY_CPU")"; l1="$(cpu_busy_ticks "$LOAD_CPU")"
+  local extra=()
+  [[ "$kind" == open ]] && extra=(--log-file "$base.log" --target-rps "$target")
+  python3 "$REPORT_PY" record --jsonl "$SAMPLES" --kind "$kind" --proxy "$name" \
+    --round "$round" --order "$order" --h2load-out "$base.txt" --clk-tck "$CLK_TCK" \
+    --cpu-before "$c0" --cpu-after "$c1" --cpu1-busy-before "$b0" --cpu1-busy-after "$b1" \
+    --cpu0-busy-before "$l0" --cpu0-busy-after "$l1" "${extra[@]}"
+  # per-request logs are large; the summary is in the JSON
+  rm -f "$base.log"
+}
+
+rotated() {
+  # rotated N word... : the words rotated left by N
+  local n="$1"; shift
+  local arr=("$@") len=$# i
+  for ((i = 0; i < len; i++)); do
+    printf '%s ' "${arr[$(( (i + n) % len ))]}"
+  done
+}
+
+# ---------------------------------------------------------------- machine label
+busy_pct_over_1s() {
+  local a b
+  a="$(awk '$1 == "cpu" { print $2+$3+$4+$7+$8+$9, $5+$6 }' /proc/stat)"
+  sleep 1
+  b="$(awk '$1 == "cpu" { print $2+$3+$4+$7+$8+$9, $5+$6 }' /proc/stat)"
+  awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    busy = y[1] - x[1]; idle = y[2] - x[2];
+    if (busy + idle > 0) printf "%.1f", 100 * busy / (busy + idle); else print 0 }'
+}
+
+CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+KERNEL="$(uname -r)"
+NGINX_VERSION="$("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')"
+HAPROXY_VERSION="$("$HAPROXY_BIN" -v 2>&1 | head -1 | awk '{ print "HAProxy " $3 }')"
+H2LOAD_VERSION="$(h2load --version 2>&1 | head -1)"
+RAMPART_VERSION=""
+RAMPART_COMMIT="$(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo uncommitted)"
+if [[ " $PROXIES " == *" rampart "* ]]; then
+  RAMPART_VERSION="$("$RAMPART_BIN" --version 2>/dev/null | head -1 || true)"
+  RAMPART_VERSION="${RAMPART_VERSION:-rampart} (git $RAMPART_COMMIT)"
+fi
+PREFLIGHT_BUSY="$(busy_pct_over_1s)"
+# A build or test running beside the benchmark ruins it: wait (bounded) for a
+# quiet machine before starting.
+idle_deadline=$((SECONDS + WAIT_IDLE))
+while awk -v b="$PREFLIGHT_BUSY" -v t="$IDLE_BUSY_PCT" 'BEGIN { exit !(b > t) }' \
+      && ((SECONDS < idle_deadline)); do
+  log "machine ${PREFLIGHT_BUSY}% busy (> ${IDLE_BUSY_PCT}%); waiting up to $((idle_deadline - SECONDS))s more for it to go quiet"
+  sleep 4
+  PREFLIGHT_BUSY="$(busy_pct_over_1s)"
+done
+log "machine: $NCPU CPUs, $CPU_MODEL, kernel $KERNEL; busy ${PREFLIGHT_BUSY}% before start"
+log "$NGINX_VERSION | $HAPROXY_VERSION | $H2LOAD_VERSION${RAMPART_VERSION:+ | $RAMPART_VERSION}"
+if awk -v b="$PREFLIGHT_BUSY" 'BEGIN { exit !(b > 10) }'; then
+  log "WARNING: the machine is ${PREFLIGHT_BUSY}% busy before the benchmark; figures may be disturbed"
+fi
+
+read -r -a PROXY_LIST <<<"$PROXIES"
+est=$(( ROUNDS * ${#PROXY_LIST[@]} * (DURATION + WARMUP + 1) + LAT_ROUNDS * ${#PROXY_LIST[@]} * (LAT_DURATION + WARMUP + 1) ))
+log "proxies: ${PROXY_LIST[*]}; $ROUNDS closed-loop rounds of ${DURATION}s, $LAT_ROUNDS open-loop rounds of ${LAT_DURATION}s; about $((est / 60)) min $((est % 60)) s"
+
+# ---------------------------------------------------------------- run
+start_upstream
+log "upstream nginx ready (pid ${PID_OF[upstream]}) on CPU $LOAD_CPU, body $BODY_BYTES bytes"
+for p in "${PROXY_LIST[@]}"; do start_proxy "$p"; done
+
+log "closed loop: h2load --h1 -c $CONNS -t 1 -D $DURATION"
+for ((r = 1; r <= ROUNDS; r++)); do
+  read -r -a order <<<"$(rotated $((r - 1)) "${PROXY_LIST[@]}")"
+  log "round $r/$ROUNDS: ${order[*]}"
+  i=0
+  for p in "${order[@]}"; do
+    measure closed "$p" "$r" "$i"
+    i=$((i + 1))
+  done
+done
+
+if (( LAT_ROUNDS > 0 && LAT_DURATION > 0 )); then
+  if [[ -n "$LAT_RPS_TOTAL" ]]; then
+    target_total="$LAT_RPS_TOTAL"
+  else
+    weakest="$(python3 "$REPORT_PY" median-rps --jsonl "$SAMPLES")"
+    target_total="$(awk -v w="$weakest" -v f="$LAT_FRACTION" 'BEGIN { printf "%d", w * f }')"
+  fi
+  rps_client=$(( target_total / CONNS ))
+  (( rps_client >= 1 )) || rps_client=1
+  target_total=$(( rps_client * CONNS ))
+  log "open loop: h2load --h1 -c $CONNS -t 1 --rps $rps_client -D $LAT_DURATION (= $target_total req/s total)"
+  for ((r = 1; r <= LAT_ROUNDS; r++)); do
+    read -r -a order <<<"$(rotated $((r - 1)) "${PROXY_LIST[@]}")"
+    log "latency round $r/$LAT_ROUNDS: ${order[*]}"
+    i=0
+    for p in "${order[@]}"; do
+      measure open "$p" "$r" "$i" "$rps_client" "$target_total"
+      i=$((i + 1))
+    done
+  done
+else
+  target_total=0; rps_client=0
+fi
+
+# ---------------------------------------------------------------- report
+python3 - "$WORK/meta.json" <<EOF
+import json, sys
+meta = {
+    "timestamp": "$TS",
+    "proxies": "${PROXY_LIST[*]}".split(),
+    "machine": {"nproc": $NCPU, "cpu_model": """$CPU_MODEL""", "kernel": "$KERNEL"},
+    "versions": {"nginx": "$NGINX_VERSION", "haproxy": "$HAPROXY_VERSION",
+                 "h2load": "$H2LOAD_VERSION", "rampart": "$RAMPART_VERSION"},
+    "preflight_busy_pct": float("$PREFLIGHT_BUSY"),
+    "config": {
+        "rounds": $ROUNDS, "duration": $DURATION, "warmup": $WARMUP, "conns": $CONNS,
+        "lat_rounds": $LAT_ROUNDS, "lat_duration": $LAT_DURATION,
+        "lat_fraction": float("$LAT_FRACTION"), "lat_conns": $CONNS,
+        "lat_rps_per_client": $rps_client, "lat_target_total_rps": $target_total,
+        "proxy_cpu": $PROXY_CPU, "load_cpu": $LOAD_CPU, "body_bytes": $BODY_BYTES,
+        "url_path": "$URL_PATH",
+    },
+    "configs": {
+        "nginx": open("$WORK/nginx/nginx.conf").read() if "nginx" in "${PROXY_LIST[*]}".split() else None,
+        "haproxy": open("$WORK/haproxy/haproxy.cfg").read() if "haproxy" in "${PROXY_LIST[*]}".split() else None,
+        "rampart": open("$WORK/rampart/rampart.yaml").read() if "rampart" in "${PROXY_LIST[*]}".split() else None,
+        "upstream": open("$WORK/upstream/nginx.conf").read(),
+    },
+}
+json.dump(meta, open(sys.argv[1], "w"), indent=2)
+EOF
+echo
+python3 "$REPORT_PY" report --jsonl "$SAMPLES" --meta "$WORK/meta.json" \
+  --out-json "$OUT_JSON" --out-md "$OUT_MD"
+echo
+log "raw samples: $OUT_JSON"
+log "table:       $OUT_MD"

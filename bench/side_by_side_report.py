@@ -1,0 +1,404 @@
+#!/usr/bin/env python3
+"""Helper for bench/side-by-side.sh: parses h2load output, computes latency
+percentiles from h2load --log-file output, and writes the JSON + Markdown
+report.  Standard library only.
+
+Subcommands (all called by the shell script):
+  record    append one measurement (closed-loop or open-loop) as a JSON line
+  median-rps  print the lowest per-proxy median closed-loop req/s
+  report    aggregate the JSON lines into the final JSON and Markdown files
+"""
+import argparse
+import json
+import math
+import re
+import statistics
+import sys
+
+
+def parse_h2load(path):
+    """Extract the summary figures from h2load's stdout."""
+    text = open(path, encoding="utf-8", errors="replace").read()
+    out = {}
+    m = re.search(r"finished in ([0-9.]+)(m?s), ([0-9.]+) req/s", text)
+    if not m:
+        raise SystemExit(f"cannot parse h2load output in {path}:\n{text[-2000:]}")
+    secs = float(m.group(1))
+    if m.group(2) == "ms":
+        secs /= 1000.0
+    out["elapsed_s"] = secs
+    out["h2load_rps"] = float(m.group(3))
+    m = re.search(
+        r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+        r"(\d+) failed, (\d+) errored, (\d+) timeout",
+        text,
+    )
+    if not m:
+        raise SystemExit(f"cannot parse h2load request counts in {path}")
+    keys = ["total", "started", "done", "succeeded", "failed", "errored", "timeout"]
+    out["requests"] = {k: int(v) for k, v in zip(keys, m.groups())}
+    m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    if m:
+        out["status"] = {
+            k: int(v) for k, v in zip(["2xx", "3xx", "4xx", "5xx"], m.groups())
+        }
+    m = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", text)
+    if m:
+        out["h2load_time_for_request"] = dict(
+            zip(["min", "max", "mean", "sd"], m.groups())
+        )
+    return out
+
+
+def percentile(sorted_vals, p):
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_vals:
+        return None
+    rank = max(1, math.ceil(p / 100.0 * len(sorted_vals)))
+    return sorted_vals[rank - 1]
+
+
+def latency_summary(path):
+    """Latency samples from h2load --log-file (start_us, status, duration_us)."""
+    vals = []
+    bad = 0
+    first_start = None
+    last_start = None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            parts = line.split("\t")
+            if len(parts) < 3:
+                continue
+            try:
+                start = int(parts[0])
+                status = int(parts[1])
+                dur = int(parts[2])
+            except ValueError:
+                continue
+            if not 200 <= status < 300:
+                bad += 1
+                continue
+            vals.append(dur)
+            first_start = start if first_start is None else min(first_start, start)
+            last_start = start if last_start is None else max(last_start, start)
+    vals.sort()
+    span = (last_start - first_start) / 1e6 if vals and last_start > first_start else 0
+    return {
+        "samples": len(vals),
+        "non_2xx_or_failed": bad,
+        "achieved_rps": (len(vals) / span) if span > 0 else None,
+        "min_us": vals[0] if vals else None,
+        "p50_us": percentile(vals, 50),
+        "p90_us": percentile(vals, 90),
+        "p99_us": percentile(vals, 99),
+        "p999_us": percentile(vals, 99.9),
+        "max_us": vals[-1] if vals else None,
+        "mean_us": (sum(vals) / len(vals)) if vals else None,
+    }
+
+
+def cmd_record(a):
+    rec = {
+        "kind": a.kind,
+        "proxy": a.proxy,
+        "round": a.round,
+        "order_in_round": a.order,
+    }
+    h = parse_h2load(a.h2load_out)
+    rec.update(h)
+    ok = h["requests"]["succeeded"]
+    ticks = a.cpu_after - a.cpu_before
+    cpu_s = ticks / a.clk_tck
+    rec["proxy_cpu_s"] = cpu_s
+    rec["proxy_cpu_util"] = cpu_s / h["elapsed_s"] if h["elapsed_s"] > 0 else None
+    rec["cpu_us_per_req"] = (cpu_s * 1e6 / ok) if ok else None
+    # whole-CPU accounting from /proc/stat (includes softirq work of loopback
+    # networking, which is not always charged to the process)
+    busy1 = (a.cpu1_busy_after - a.cpu1_busy_before) / a.clk_tck
+    busy0 = (a.cpu0_busy_after - a.cpu0_busy_before) / a.clk_tck
+    rec["proxy_cpu_busy_s"] = busy1
+    rec["proxy_cpu_busy_util"] = busy1 / h["elapsed_s"] if h["elapsed_s"] > 0 else None
+    rec["proxy_cpu_busy_us_per_req"] = (busy1 * 1e6 / ok) if ok else None
+    # CPU time on the proxy's CPU that the proxy process itself did not use:
+    # softirq plus anything else that ran there (interference)
+    rec["proxy_cpu_other_util"] = (
+        (busy1 - cpu_s) / h["elapsed_s"] if h["elapsed_s"] > 0 else None
+    )
+    rec["load_cpu_busy_util"] = busy0 / h["elapsed_s"] if h["elapsed_s"] > 0 else None
+    if a.kind == "closed":
+        rec["rps"] = ok / h["elapsed_s"] if h["elapsed_s"] > 0 else 0.0
+    else:
+        rec["target_rps_total"] = a.target_rps
+        rec["latency"] = latency_summary(a.log_file)
+    with open(a.jsonl, "a", encoding="utf-8") as f:
+        f.write(json.dumps(rec) + "\n")
+    # one line for the console
+    if a.kind == "closed":
+        print(
+            f"    {a.proxy:8s} {rec['rps']:10.0f} req/s  "
+            f"{rec['cpu_us_per_req'] or 0:7.2f} CPU us/req  "
+            f"proxy CPU {100 * (rec['proxy_cpu_util'] or 0):5.1f}%  "
+            f"failed={h['requests']['failed'] + h['requests']['errored']}"
+        )
+    else:
+        lat = rec["latency"]
+        print(
+            f"    {a.proxy:8s} p50={fmt_us(lat['p50_us'])} p90={fmt_us(lat['p90_us'])} "
+            f"p99={fmt_us(lat['p99_us'])} samples={lat['samples']} "
+            f"achieved={lat['achieved_rps'] or 0:.0f} req/s"
+        )
+    bad = h["requests"]["failed"] + h["requests"]["errored"] + h["requests"]["timeout"]
+    st = h.get("status", {})
+    non2xx = st.get("3xx", 0) + st.get("4xx", 0) + st.get("5xx", 0)
+    if bad or non2xx or ok == 0:
+        print(
+            f"    WARNING: {a.proxy}: {bad} failed/errored/timed-out, "
+            f"{non2xx} non-2xx, {ok} succeeded",
+            file=sys.stderr,
+        )
+
+
+def load(jsonl):
+    with open(jsonl, encoding="utf-8") as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def closed_by_proxy(recs):
+    out = {}
+    for r in recs:
+        if r["kind"] == "closed":
+            out.setdefault(r["proxy"], []).append(r)
+    return out
+
+
+def cmd_median_rps(a):
+    by = closed_by_proxy(load(a.jsonl))
+    meds = [statistics.median(x["rps"] for x in v) for v in by.values()]
+    print(f"{min(meds):.0f}")
+
+
+def fmt_us(v):
+    if v is None:
+        return "n/a"
+    if v >= 1000:
+        return f"{v / 1000:.2f} ms"
+    return f"{v:.0f} µs"
+
+
+def fmt_num(v, nd=0):
+    return "n/a" if v is None else f"{v:,.{nd}f}"
+
+
+def cmd_report(a):
+    recs = load(a.jsonl)
+    meta = json.load(open(a.meta, encoding="utf-8"))
+    proxies = meta["proxies"]
+    by = closed_by_proxy(recs)
+    summary = {}
+    for p in proxies:
+        runs = sorted(by.get(p, []), key=lambda r: r["round"])
+        rps = [r["rps"] for r in runs]
+        cpu = [r["cpu_us_per_req"] for r in runs if r["cpu_us_per_req"] is not None]
+        cpub = [
+            r["proxy_cpu_busy_us_per_req"]
+            for r in runs
+            if r["proxy_cpu_busy_us_per_req"] is not None
+        ]
+        util = [r["proxy_cpu_util"] for r in runs if r["proxy_cpu_util"] is not None]
+        other = [
+            r["proxy_cpu_other_util"]
+            for r in runs
+            if r["proxy_cpu_other_util"] is not None
+        ]
+        lat_runs = [r for r in recs if r["kind"] == "open" and r["proxy"] == p]
+        s = {
+            "rounds": len(runs),
+            "rps_median": statistics.median(rps) if rps else None,
+            "rps_min": min(rps) if rps else None,
+            "rps_max": max(rps) if rps else None,
+            "cpu_us_per_req_median": statistics.median(cpu) if cpu else None,
+            "cpu_busy_us_per_req_median": statistics.median(cpub) if cpub else None,
+            "proxy_cpu_util_median": statistics.median(util) if util else None,
+            "proxy_cpu_other_util_median": statistics.median(other) if other else None,
+            "failed_requests": sum(
+                r["requests"]["failed"] + r["requests"]["errored"] + r["requests"]["timeout"]
+                for r in runs + lat_runs
+            ),
+        }
+        # open-loop latency: median over latency rounds of each percentile
+        if lat_runs:
+            for key in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us"):
+                vals = [r["latency"][key] for r in lat_runs if r["latency"][key] is not None]
+                s[f"open_{key}_median"] = statistics.median(vals) if vals else None
+            ach = [r["latency"]["achieved_rps"] for r in lat_runs if r["latency"]["achieved_rps"]]
+            s["open_achieved_rps_median"] = statistics.median(ach) if ach else None
+            s["open_samples"] = sum(r["latency"]["samples"] for r in lat_runs)
+        summary[p] = s
+
+    ratios = {}
+    if "rampart" in proxies:
+        for other in ("nginx", "haproxy"):
+            if other not in proxies:
+                continue
+            rr = {r["round"]: r["rps"] for r in by.get("rampart", [])}
+            oo = {r["round"]: r["rps"] for r in by.get(other, [])}
+            per_round = [rr[k] / oo[k] for k in sorted(rr) if k in oo and oo[k] > 0]
+            ratios[f"rampart/{other}"] = {
+                "per_round": per_round,
+                "median": statistics.median(per_round) if per_round else None,
+                "min": min(per_round) if per_round else None,
+                "max": max(per_round) if per_round else None,
+            }
+
+    result = {
+        "meta": meta,
+        "summary": summary,
+        "throughput_ratios": ratios,
+        "samples": recs,
+    }
+    with open(a.out_json, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+
+    m = meta
+    lines = []
+    lines.append(f"### Side-by-side run {m['timestamp']}")
+    lines.append("")
+    lines.append(
+        f"- Machine: {m['machine']['nproc']} CPUs, {m['machine']['cpu_model']}, "
+        f"kernel {m['machine']['kernel']}"
+    )
+    lines.append(
+        f"- Versions: {m['versions'].get('nginx', 'n/a')}, "
+        f"{m['versions'].get('haproxy', 'n/a')}, {m['versions'].get('h2load', 'n/a')}"
+        + (f", {m['versions']['rampart']}" if m["versions"].get("rampart") else "")
+    )
+    c = m["config"]
+    lines.append(
+        f"- Setup: each proxy 1 worker pinned to CPU {c['proxy_cpu']}; upstream nginx "
+        f"(1 worker, {c['body_bytes']}-byte JSON file) and h2load on CPU {c['load_cpu']}; "
+        f"HTTP/1.1 keep-alive on both sides; access logs off"
+    )
+    lines.append(
+        f"- Closed loop: {c['rounds']} interleaved rounds (order rotated each round), "
+        f"`h2load --h1 -c {c['conns']} -t 1 -D {c['duration']}` after a "
+        f"{c['warmup']} s unmeasured warm-up"
+    )
+    if c.get("lat_target_total_rps"):
+        lines.append(
+            f"- Open loop: {c['lat_rounds']} round(s) per proxy, "
+            f"`h2load --h1 -c {c['lat_conns']} -t 1 --rps {c['lat_rps_per_client']} "
+            f"-D {c['lat_duration']}` = {c['lat_target_total_rps']:,} req/s total "
+            f"({c['lat_fraction'] * 100:.0f}% of the lowest median closed-loop throughput), "
+            f"the same rate for every proxy"
+        )
+    lines.append("")
+    for name, r in ratios.items():
+        if r["median"] is not None:
+            lines.append(
+                f"**Throughput ratio {name}** (median of per-round ratios): "
+                f"**{r['median']:.2f}×** (range {r['min']:.2f}–{r['max']:.2f} over "
+                f"{len(r['per_round'])} rounds)  "
+            )
+    if ratios:
+        lines.append("")
+    lines.append(
+        "| proxy | median req/s (min–max) | median CPU µs/req (process) "
+        "| median CPU µs/req (whole proxy CPU) | proxy CPU use | open-loop p50 "
+        "| p90 | p99 | p99.9 |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for p in proxies:
+        s = summary[p]
+        lines.append(
+            f"| {p} | {fmt_num(s['rps_median'])} ({fmt_num(s['rps_min'])}–{fmt_num(s['rps_max'])}) "
+            f"| {fmt_num(s['cpu_us_per_req_median'], 2)} "
+            f"| {fmt_num(s['cpu_busy_us_per_req_median'], 2)} "
+            f"| {fmt_num(100 * s['proxy_cpu_util_median'] if s['proxy_cpu_util_median'] is not None else None, 0)}% "
+            f"| {fmt_us(s.get('open_p50_us_median'))} | {fmt_us(s.get('open_p90_us_median'))} "
+            f"| {fmt_us(s.get('open_p99_us_median'))} | {fmt_us(s.get('open_p999_us_median'))} |"
+        )
+    lines.append("")
+    nrounds = max((summary[p]["rounds"] for p in proxies), default=0)
+    if nrounds:
+        lines.append("Closed-loop req/s per round (order rotated each round):")
+        lines.append("")
+        lines.append("| proxy | " + " | ".join(f"round {i}" for i in range(1, nrounds + 1)) + " |")
+        lines.append("|---|" + "---|" * nrounds)
+        for p in proxies:
+            per = {r["round"]: r["rps"] for r in by.get(p, [])}
+            lines.append(
+                f"| {p} | "
+                + " | ".join(fmt_num(per.get(i)) for i in range(1, nrounds + 1))
+                + " |"
+            )
+        lines.append("")
+    lines.append(
+        "CPU µs/req (process) = utime+stime of the proxy's processes (all threads, all "
+        "workers) / successful requests. \"Whole proxy CPU\" = all busy time on the "
+        "proxy's CPU (includes loopback softirq work not charged to the process) / "
+        "successful requests. \"Proxy CPU use\" = process CPU time / wall time; below "
+        "~95% the proxy was not the only bottleneck."
+    )
+    warn = []
+    for p in proxies:
+        s = summary[p]
+        if s["failed_requests"]:
+            warn.append(f"{p}: {s['failed_requests']} failed/errored/timed-out requests")
+        if s["proxy_cpu_util_median"] is not None and s["proxy_cpu_util_median"] < 0.9:
+            warn.append(
+                f"{p}: proxy process used only {100 * s['proxy_cpu_util_median']:.0f}% "
+                f"of its CPU in the closed-loop runs (not saturated: the load generator, "
+                f"upstream or the proxy's own design limited it)"
+            )
+    if m.get("preflight_busy_pct") is not None and m["preflight_busy_pct"] > 10:
+        warn.append(
+            f"the machine was {m['preflight_busy_pct']:.0f}% busy before the run started "
+            f"(other work may have disturbed the figures)"
+        )
+    if warn:
+        lines.append("")
+        lines.append("Warnings:")
+        for w in warn:
+            lines.append(f"- {w}")
+    md = "\n".join(lines) + "\n"
+    with open(a.out_md, "w", encoding="utf-8") as f:
+        f.write(md)
+    sys.stdout.write(md)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("record")
+    r.add_argument("--jsonl", required=True)
+    r.add_argument("--kind", choices=["closed", "open"], required=True)
+    r.add_argument("--proxy", required=True)
+    r.add_argument("--round", type=int, required=True)
+    r.add_argument("--order", type=int, required=True)
+    r.add_argument("--h2load-out", required=True)
+    r.add_argument("--log-file")
+    r.add_argument("--target-rps", type=int)
+    r.add_argument("--clk-tck", type=int, required=True)
+    r.add_argument("--cpu-before", type=int, required=True)
+    r.add_argument("--cpu-after", type=int, required=True)
+    r.add_argument("--cpu1-busy-before", type=int, required=True)
+    r.add_argument("--cpu1-busy-after", type=int, required=True)
+    r.add_argument("--cpu0-busy-before", type=int, required=True)
+    r.add_argument("--cpu0-busy-after", type=int, required=True)
+    r.set_defaults(fn=cmd_record)
+    m = sub.add_parser("median-rps")
+    m.add_argument("--jsonl", required=True)
+    m.set_defaults(fn=cmd_median_rps)
+    rp = sub.add_parser("report")
+    rp.add_argument("--jsonl", required=True)
+    rp.add_argument("--meta", required=True)
+    rp.add_argument("--out-json", required=True)
+    rp.add_argument("--out-md", required=True)
+    rp.set_defaults(fn=cmd_report)
+    a = ap.parse_args()
+    a.fn(a)
+
+
+if __name__ == "__main__":
+    main()

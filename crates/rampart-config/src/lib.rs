@@ -1,0 +1,322 @@
+//! Rampart's configuration: the YAML model ([`Config`]), its parsing with locations, its
+//! checks, and its JSON Schema.
+//!
+//! This is the only crate that derives `Deserialize`. It reads no files: the binary hands
+//! it the text and the file name, so every error can say `file:line:column: what`.
+
+mod model;
+pub mod units;
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use model::*;
+pub use serde_saphyr::{Location, Spanned};
+pub use units::{ByteSize, HumanDuration, Rate};
+
+/// One problem in a config file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, as the user named it.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+    /// 1-based column, when known.
+    pub column: Option<u64>,
+    /// What is wrong, in a sentence.
+    pub message: String,
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    /// An error at `location` in `file`.
+    pub fn at(file: &Path, location: Location, message: impl Into<String>) -> Self {
+        let known = location != Location::UNKNOWN;
+        Self {
+            file: file.to_path_buf(),
+            line: known.then(|| location.line()),
+            column: known.then(|| location.column()),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses and checks a config. `file` is used only in error messages.
+///
+/// Syntax and type errors stop parsing at the first one (the YAML parser cannot go on
+/// meaningfully); the checks that follow report every problem they find.
+pub fn parse(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
+    let config: Config = serde_saphyr::from_str(source).map_err(|e| {
+        let location = e.location().unwrap_or(Location::UNKNOWN);
+        ConfigErrors(vec![ConfigError::at(file, location, plain_message(&e))])
+    })?;
+    let errors = check(&config, file);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// The JSON Schema of the config file (draft 2020-12), as published in
+/// `docs/config.schema.json`.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(Config);
+    serde_json::to_value(&schema).unwrap_or(serde_json::Value::Null)
+}
+
+/// The parser's message without its own location (we print `file:line:col:` first).
+fn plain_message(e: &serde_saphyr::Error) -> String {
+    let full = e.to_string();
+    let mut msg = full.lines().next().unwrap_or("invalid YAML").trim();
+    msg = msg.strip_prefix("error: ").unwrap_or(msg);
+    // serde-saphyr starts with "line N column M: "; drop it.
+    if msg.starts_with("line ")
+        && let Some((head, rest)) = msg.split_once(": ")
+        && head.contains(" column ")
+    {
+        msg = rest;
+    }
+    msg.to_string()
+}
+
+fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut err = |loc: Location, msg: String| errors.push(ConfigError::at(file, loc, msg));
+
+    if config.listeners.is_empty() {
+        err(
+            Location::UNKNOWN,
+            "no listeners: add at least one under `listeners`".into(),
+        );
+    }
+    let mut names = HashSet::new();
+    let mut binds = HashSet::new();
+    binds.insert(config.admin.bind.value);
+    for l in &config.listeners {
+        if !names.insert(l.name.as_str()) {
+            err(
+                l.bind.referenced,
+                format!("listener name {:?} is used twice", l.name),
+            );
+        }
+        if !binds.insert(l.bind.value) {
+            err(
+                l.bind.referenced,
+                format!(
+                    "address {} is bound twice (listeners and admin must differ)",
+                    l.bind.value
+                ),
+            );
+        }
+        if let Some(r) = &l.redirect_https {
+            if l.tls.is_some() {
+                err(
+                    l.bind.referenced,
+                    format!(
+                        "listener {:?}: redirect_https is for cleartext listeners, this one has tls",
+                        l.name
+                    ),
+                );
+            }
+            if r.status != 301 && r.status != 308 {
+                err(
+                    l.bind.referenced,
+                    format!(
+                        "listener {:?}: redirect_https.status must be 301 or 308, not {}",
+                        l.name, r.status
+                    ),
+                );
+            }
+        }
+    }
+
+    let lim = &config.limits;
+    if lim.max_header_count == 0 || lim.max_header_count > 10_000 {
+        err(
+            Location::UNKNOWN,
+            "limits.max_header_count must be between 1 and 10000".into(),
+        );
+    }
+    if lim.max_header_bytes.0 < 1024 || lim.max_header_bytes.0 > 1024 * 1024 {
+        err(
+            Location::UNKNOWN,
+            "limits.max_header_bytes must be between 1KiB and 1MiB".into(),
+        );
+    }
+    if lim.h2_max_concurrent_streams == 0 {
+        err(
+            Location::UNKNOWN,
+            "limits.h2_max_concurrent_streams must be at least 1".into(),
+        );
+    }
+    for (what, d) in [
+        ("limits.header_read_timeout", lim.header_read_timeout),
+        ("limits.idle_timeout", lim.idle_timeout),
+    ] {
+        if d.0.is_zero() {
+            err(Location::UNKNOWN, format!("{what} must be longer than 0s"));
+        }
+    }
+
+    for (name, value) in &config.security_headers.set {
+        if http_header_name_invalid(name) {
+            err(
+                Location::UNKNOWN,
+                format!("security_headers.set: {name:?} is not a valid header name"),
+            );
+        }
+        if value.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
+            err(
+                Location::UNKNOWN,
+                format!("security_headers.set.{name}: the value has control characters"),
+            );
+        }
+    }
+    if config.access_log.output.trim().is_empty() {
+        err(
+            Location::UNKNOWN,
+            "access_log.output must be stdout, stderr, off or a file path".into(),
+        );
+    }
+
+    for (name, up) in &config.upstreams {
+        if up.targets.is_empty() {
+            err(
+                Location::UNKNOWN,
+                format!("upstream {name:?} has no targets"),
+            );
+        }
+        for t in &up.targets {
+            if let Err(why) = check_target(&t.value) {
+                err(t.referenced, format!("upstream {name:?}: {why}"));
+            }
+        }
+        if up.connect_timeout.0.is_zero() || up.response_timeout.0.is_zero() {
+            err(
+                Location::UNKNOWN,
+                format!("upstream {name:?}: timeouts must be longer than 0s"),
+            );
+        }
+    }
+
+    let mut route_names = BTreeSet::new();
+    for r in &config.routes {
+        let loc = r.name.referenced;
+        if !route_names.insert(r.name.value.as_str()) {
+            err(loc, format!("route name {:?} is used twice", r.name.value));
+        }
+        if !config.upstreams.contains_key(&r.upstream.value) {
+            let known: Vec<&str> = config.upstreams.keys().map(String::as_str).collect();
+            err(
+                r.upstream.referenced,
+                format!(
+                    "route {:?}: unknown upstream {:?} (defined: {})",
+                    r.name.value,
+                    r.upstream.value,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+        if r.matcher.path.is_some() == r.matcher.prefix.is_some() {
+            err(
+                loc,
+                format!(
+                    "route {:?}: match needs exactly one of `path` and `prefix`",
+                    r.name.value
+                ),
+            );
+        }
+        for p in [&r.matcher.path, &r.matcher.prefix].into_iter().flatten() {
+            if !p.value.starts_with('/') {
+                err(
+                    p.referenced,
+                    format!("route {:?}: {:?} must start with /", r.name.value, p.value),
+                );
+            }
+        }
+        for m in &r.matcher.methods {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-') {
+                err(
+                    loc,
+                    format!(
+                        "route {:?}: method {m:?} must be an uppercase token like GET",
+                        r.name.value
+                    ),
+                );
+            }
+        }
+        if let Some(h) = &r.matcher.host
+            && (h.is_empty() || h.contains('/') || h.contains(' '))
+        {
+            err(
+                loc,
+                format!("route {:?}: host {h:?} is not a host name", r.name.value),
+            );
+        }
+    }
+    errors
+}
+
+fn http_header_name_invalid(name: &str) -> bool {
+    name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Checks an upstream target: `host:port`, where host is a name, IPv4 or `[IPv6]`.
+fn check_target(t: &str) -> Result<(), String> {
+    let (host, port) = t
+        .rsplit_once(':')
+        .ok_or_else(|| format!("target {t:?} must be host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("target {t:?}: {port:?} is not a port number"))?;
+    if port == 0 {
+        return Err(format!("target {t:?}: port 0 is not allowed"));
+    }
+    if host.is_empty() || host.contains('/') || host.contains(' ') {
+        return Err(format!("target {t:?}: {host:?} is not a host"));
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(format!("target {t:?}: write IPv6 addresses as [addr]:port"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,468 @@
+//! The configuration model: what a user writes in `rampart.yaml`.
+//!
+//! Every struct rejects unknown fields, so a typo is an error with a line number instead
+//! of a silently ignored setting. Defaults are explained in docs/RATIONALE.md.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::units::{ByteSize, HumanDuration};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the gateway accepts client traffic. At least one.
+    pub listeners: Vec<Listener>,
+    /// The admin listener (metrics, health, readiness).
+    #[serde(default)]
+    pub admin: Admin,
+    /// Request hygiene limits and timeouts, for every listener.
+    #[serde(default)]
+    pub limits: Limits,
+    /// How the client address is found behind proxies.
+    #[serde(default)]
+    pub client_ip: ClientIp,
+    /// Headers added to (and removed from) every response.
+    #[serde(default)]
+    pub security_headers: SecurityHeaders,
+    /// The JSON access log.
+    #[serde(default)]
+    pub access_log: AccessLog,
+    /// How shutdown drains in-flight requests.
+    #[serde(default)]
+    pub shutdown: Shutdown,
+    /// Named upstream pools that routes send requests to.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, Upstream>,
+    /// Routes, matched most specific first (see docs/CONFIG.md).
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+/// A listener: an address, and optionally TLS or an HTTP->HTTPS redirect.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// A name for logs and metrics.
+    pub name: String,
+    /// The socket address to bind, like `0.0.0.0:8443` or `[::]:8080`.
+    #[schemars(with = "String")]
+    pub bind: Spanned<SocketAddr>,
+    /// TLS termination on this listener. Without it the listener speaks cleartext
+    /// HTTP/1.1 and h2c (prior knowledge).
+    #[serde(default)]
+    pub tls: Option<Tls>,
+    /// Answer every request on this (cleartext) listener with a redirect to HTTPS
+    /// instead of proxying it.
+    #[serde(default)]
+    pub redirect_https: Option<RedirectHttps>,
+    /// Accept HTTP/2 (over TLS through ALPN, in cleartext as h2c). Default true.
+    #[serde(default = "yes")]
+    pub http2: bool,
+}
+
+/// TLS settings of a listener.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM file with the certificate chain, leaf first.
+    #[schemars(with = "PathBuf")]
+    pub cert: Spanned<PathBuf>,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    #[schemars(with = "PathBuf")]
+    pub key: Spanned<PathBuf>,
+    /// The lowest TLS version accepted.
+    #[serde(default)]
+    pub min_version: TlsVersion,
+    /// Verify client certificates against these CAs (mTLS).
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+    /// The Strict-Transport-Security header sent on every TLS response.
+    #[serde(default)]
+    pub hsts: Hsts,
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3 (the default).
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// Client-certificate verification.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuth {
+    /// PEM file with the CA certificates client certificates must chain to.
+    #[schemars(with = "PathBuf")]
+    pub ca: Spanned<PathBuf>,
+    /// Refuse the handshake without a valid client certificate (default true). When false,
+    /// a client without a certificate is let in, unauthenticated, and one with an invalid
+    /// certificate is still refused.
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+/// Strict-Transport-Security (RFC 6797).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hsts {
+    /// Send the header (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How long browsers remember to use HTTPS only (default 365d).
+    #[serde(default = "one_year")]
+    pub max_age: HumanDuration,
+    /// Apply to subdomains too (default true).
+    #[serde(default = "yes")]
+    pub include_subdomains: bool,
+    /// Ask for inclusion in browsers' preload lists (default false: hard to undo).
+    #[serde(default)]
+    pub preload: bool,
+}
+
+impl Default for Hsts {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_age: one_year(),
+            include_subdomains: true,
+            preload: false,
+        }
+    }
+}
+
+/// Redirect cleartext requests to HTTPS.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectHttps {
+    /// The HTTPS port to redirect to (default 443, left out of the URL).
+    #[serde(default = "https_port")]
+    pub port: u16,
+    /// The redirect status: 301 or 308 (default 308, which keeps the method and body).
+    #[serde(default = "status_308")]
+    pub status: u16,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Where to listen (default 127.0.0.1:9901: loopback only, it is not authenticated).
+    #[schemars(with = "String")]
+    #[serde(default = "admin_bind")]
+    pub bind: Spanned<SocketAddr>,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self { bind: admin_bind() }
+    }
+}
+
+/// Request hygiene: size limits and timeouts.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Most request header fields (default 100); more gives 431.
+    #[serde(default = "d_max_header_count")]
+    pub max_header_count: usize,
+    /// Most bytes of request line and headers together (default 32KiB); more gives 431.
+    #[serde(default = "d_max_header_bytes")]
+    pub max_header_bytes: ByteSize,
+    /// Most request body bytes (default 1MiB); more gives 413, while streaming too.
+    #[serde(default = "d_max_body_bytes")]
+    pub max_body_bytes: ByteSize,
+    /// Time allowed to receive a whole request head (default 10s); slower clients are cut off.
+    #[serde(default = "d_header_read_timeout")]
+    pub header_read_timeout: HumanDuration,
+    /// Close a connection that sends and receives nothing for this long (default 60s).
+    #[serde(default = "d_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// HTTP/2: most concurrent streams per connection (default 100).
+    #[serde(default = "d_h2_streams")]
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2: most streams reset by the client before the server saw them (default 20);
+    /// past it the connection is closed (rapid-reset defense, CVE-2023-44487).
+    #[serde(default = "d_h2_pending_resets")]
+    pub h2_max_pending_accept_reset_streams: usize,
+    /// HTTP/2: most streams the server resets for protocol errors before closing the
+    /// connection (default 100).
+    #[serde(default = "d_h2_local_resets")]
+    pub h2_max_local_error_reset_streams: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_header_count: d_max_header_count(),
+            max_header_bytes: d_max_header_bytes(),
+            max_body_bytes: d_max_body_bytes(),
+            header_read_timeout: d_header_read_timeout(),
+            idle_timeout: d_idle_timeout(),
+            h2_max_concurrent_streams: d_h2_streams(),
+            h2_max_pending_accept_reset_streams: d_h2_pending_resets(),
+            h2_max_local_error_reset_streams: d_h2_local_resets(),
+        }
+    }
+}
+
+/// How the client address is determined.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIp {
+    /// Proxies whose forwarding headers are believed (CIDRs). The client address is the
+    /// right-most address in the forwarding header that is not one of these. Empty (the
+    /// default): the TCP peer is the client and forwarding headers are ignored.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Which header trusted proxies use.
+    #[serde(default)]
+    pub header: ForwardedHeader,
+}
+
+/// A forwarding header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (the default).
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239), its `for=` parameters.
+    Forwarded,
+}
+
+/// Security headers on responses.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityHeaders {
+    /// Add the built-in set (`X-Content-Type-Options: nosniff`, `X-Frame-Options: DENY`,
+    /// `Referrer-Policy: no-referrer`, `Cross-Origin-Resource-Policy: same-origin`,
+    /// `Content-Security-Policy: default-src 'none'; frame-ancestors 'none'`). Default true.
+    #[serde(default = "yes")]
+    pub defaults: bool,
+    /// Extra headers, or overrides of the built-in ones (an empty value removes one).
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Headers removed from upstream responses (default `server`, `x-powered-by`).
+    #[serde(default = "d_remove_headers")]
+    pub remove: Vec<String>,
+}
+
+impl Default for SecurityHeaders {
+    fn default() -> Self {
+        Self {
+            defaults: true,
+            set: BTreeMap::new(),
+            remove: d_remove_headers(),
+        }
+    }
+}
+
+/// The access log.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    /// `stdout` (default), `stderr`, `off`, or a file path (appended to).
+    #[serde(default = "d_log_output")]
+    pub output: String,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        Self {
+            output: d_log_output(),
+        }
+    }
+}
+
+/// Graceful shutdown.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Shutdown {
+    /// How long in-flight requests may run after SIGTERM before connections are cut
+    /// (default 30s).
+    #[serde(default = "d_drain_timeout")]
+    pub drain_timeout: HumanDuration,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self {
+            drain_timeout: d_drain_timeout(),
+        }
+    }
+}
+
+/// An upstream pool.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// `host:port` targets, used round-robin.
+    #[schemars(with = "Vec<String>")]
+    pub targets: Vec<Spanned<String>>,
+    /// Time allowed to open a TCP connection (default 5s); past it the client gets 502.
+    #[serde(default = "d_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// Time allowed for the response head after the request was sent (default 30s); past
+    /// it the client gets 504.
+    #[serde(default = "d_response_timeout")]
+    pub response_timeout: HumanDuration,
+    /// How long an unused pooled connection is kept (default 90s).
+    #[serde(default = "d_pool_idle_timeout")]
+    pub pool_idle_timeout: HumanDuration,
+    /// Most idle pooled connections per target (default 64).
+    #[serde(default = "d_pool_max_idle")]
+    pub pool_max_idle_per_target: usize,
+}
+
+/// A route: which requests, where they go, and the defenses on the way.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// A name for logs and metrics.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// Which requests this route takes.
+    #[serde(rename = "match")]
+    pub matcher: RouteMatch,
+    /// The upstream (a key of `upstreams`).
+    #[schemars(with = "String")]
+    pub upstream: Spanned<String>,
+    /// A lower body limit for this route than `limits.max_body_bytes`.
+    #[serde(default)]
+    pub max_body_bytes: Option<ByteSize>,
+    /// Pass WebSocket upgrades through (default true).
+    #[serde(default = "yes")]
+    pub websocket: bool,
+    /// IP allow and deny lists.
+    #[serde(default)]
+    pub ip_filter: Option<IpFilter>,
+    /// What to do when a defense on this route fails: `closed` (default, 503) or `open`.
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+}
+
+/// What a route matches. Exactly one of `path` and `prefix`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatch {
+    /// The Host (`:authority`), exact or `*.example.com`; any host when absent.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// An exact path or a template with `{param}` segments: `/users/{id}/orders`.
+    #[schemars(with = "Option<String>")]
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    /// A path prefix, matched on whole segments: `/api` takes `/api` and `/api/x`, not `/apix`.
+    #[schemars(with = "Option<String>")]
+    #[serde(default)]
+    pub prefix: Option<Spanned<String>>,
+    /// Methods taken (any when empty). A path that matches with another method gets 405.
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+/// IP allow and deny lists (CIDRs). Deny wins; with an allow list, everything else is denied.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IpFilter {
+    /// Only these networks may use the route (all when empty).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub allow: Vec<IpNet>,
+    /// These networks may not.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub deny: Vec<IpNet>,
+}
+
+/// The failure mode of a route's defenses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    /// A failing defense denies with 503 (the default).
+    #[default]
+    Closed,
+    /// A failing defense lets the request through; the failure is logged.
+    Open,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one_year() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(31_536_000))
+}
+fn https_port() -> u16 {
+    443
+}
+fn status_308() -> u16 {
+    308
+}
+fn admin_bind() -> Spanned<SocketAddr> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], 9901));
+    Spanned::new(
+        addr,
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+fn d_max_header_count() -> usize {
+    100
+}
+fn d_max_header_bytes() -> ByteSize {
+    ByteSize(32 * 1024)
+}
+fn d_max_body_bytes() -> ByteSize {
+    ByteSize(1024 * 1024)
+}
+fn d_header_read_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(10))
+}
+fn d_idle_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(60))
+}
+fn d_h2_streams() -> u32 {
+    100
+}
+fn d_h2_pending_resets() -> usize {
+    20
+}
+fn d_h2_local_resets() -> usize {
+    100
+}
+fn d_remove_headers() -> Vec<String> {
+    vec!["server".into(), "x-powered-by".into()]
+}
+fn d_log_output() -> String {
+    "stdout".into()
+}
+fn d_drain_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
+}
+fn d_connect_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(5))
+}
+fn d_response_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
+}
+fn d_pool_idle_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(90))
+}
+fn d_pool_max_idle() -> usize {
+    64
+}

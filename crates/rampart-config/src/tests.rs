@@ -1,0 +1,152 @@
+use std::path::Path;
+
+use super::*;
+
+const GOOD: &str = r#"
+listeners:
+  - name: public
+    bind: "127.0.0.1:8080"
+upstreams:
+  api:
+    targets: ["127.0.0.1:9000"]
+    connect_timeout: 2s
+routes:
+  - name: users
+    match: { path: "/users/{id}", methods: [GET] }
+    upstream: api
+"#;
+
+fn parse_str(s: &str) -> Result<Config, ConfigErrors> {
+    parse(s, Path::new("rampart.yaml"))
+}
+
+#[test]
+fn a_good_config_parses_with_defaults() {
+    let c = parse_str(GOOD).expect("valid");
+    assert_eq!(c.listeners.len(), 1);
+    assert_eq!(c.upstreams["api"].connect_timeout.0.as_secs(), 2);
+    assert_eq!(c.upstreams["api"].response_timeout.0.as_secs(), 30);
+    assert_eq!(c.limits.max_body_bytes.0, 1 << 20);
+    assert_eq!(c.admin.bind.value.port(), 9901);
+}
+
+#[test]
+fn unknown_field_names_its_line() {
+    let bad = GOOD.replace("    connect_timeout: 2s", "    conect_timeout: 2s");
+    let errs = parse_str(&bad).expect_err("unknown field");
+    let e = &errs.0[0];
+    assert_eq!(e.line, Some(8), "{e}");
+    assert!(e.message.contains("conect_timeout"), "{e}");
+    assert!(
+        e.to_string().starts_with("rampart.yaml:8:5: unknown field `conect_timeout`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_duration_names_its_line() {
+    let bad = GOOD.replace("connect_timeout: 2s", "connect_timeout: 2 seconds");
+    let errs = parse_str(&bad).expect_err("bad duration");
+    let e = &errs.0[0];
+    assert_eq!(e.line, Some(8), "{e}");
+    assert!(e.message.contains("invalid duration"), "{e}");
+}
+
+#[test]
+fn semantic_errors_are_all_reported_with_locations() {
+    let bad = r#"
+listeners:
+  - name: a
+    bind: "127.0.0.1:8080"
+  - name: a
+    bind: "127.0.0.1:8080"
+upstreams:
+  api:
+    targets: ["nohost"]
+routes:
+  - name: r
+    match: { prefix: "api" }
+    upstream: missing
+"#;
+    let errs = parse_str(bad).expect_err("invalid").0;
+    let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains(":5:") || t.contains("used twice")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("rampart.yaml:6:") && t.contains("bound twice")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("rampart.yaml:9:") && t.contains("host:port")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("rampart.yaml:13:") && t.contains("unknown upstream")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("rampart.yaml:12:") && t.contains("must start with /")),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn path_and_prefix_are_exclusive() {
+    let bad = GOOD.replace(
+        r#"match: { path: "/users/{id}", methods: [GET] }"#,
+        r#"match: { path: "/a", prefix: "/b" }"#,
+    );
+    let errs = parse_str(&bad).expect_err("both").0;
+    assert!(errs.iter().any(|e| e.message.contains("exactly one")));
+}
+
+#[test]
+fn tls_and_hsts_settings_parse() {
+    let yaml = r#"
+listeners:
+  - name: tls
+    bind: "127.0.0.1:8443"
+    tls:
+      cert: cert.pem
+      key: key.pem
+      min_version: "1.3"
+      client_auth: { ca: ca.pem, required: false }
+      hsts: { max_age: 1d, preload: true }
+  - name: plain
+    bind: "127.0.0.1:8080"
+    redirect_https: { port: 8443 }
+"#;
+    let c = parse_str(yaml).expect("valid");
+    let tls = c.listeners[0].tls.as_ref().expect("tls");
+    assert_eq!(tls.min_version, TlsVersion::Tls13);
+    assert_eq!(tls.hsts.max_age.0.as_secs(), 86_400);
+    assert!(tls.hsts.include_subdomains && tls.hsts.preload);
+    assert_eq!(tls.cert.referenced.line(), 6);
+    assert!(!tls.client_auth.as_ref().expect("mtls").required);
+    assert_eq!(c.listeners[1].redirect_https.as_ref().map(|r| r.port), Some(8443));
+}
+
+#[test]
+fn syntax_errors_have_a_location() {
+    let errs = parse_str("listeners: [\n  - name: x\n").expect_err("syntax").0;
+    assert!(errs[0].line.is_some(), "{}", errs[0]);
+}
+
+#[test]
+fn the_published_schema_is_current() {
+    let schema = serde_json::to_string_pretty(&json_schema()).expect("serializes") + "\n";
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.schema.json");
+    let published = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        published == schema,
+        "docs/config.schema.json is out of date: run `cargo run -p rampart -- schema > docs/config.schema.json`"
+    );
+}
+

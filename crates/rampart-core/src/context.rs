@@ -1,0 +1,151 @@
+//! The per-request context: what the layers know about a request and what they decided.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// Everything the chain learns about one request while it passes through.
+///
+/// The proxy creates it when the request head has been read and hands it to every phase
+/// hook in order; the completion hook and the access log read the final state.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// A unique id for this request, also sent upstream as `X-Request-Id`.
+    pub request_id: Arc<str>,
+    /// Who sent the request.
+    pub client: ClientInfo,
+    /// The route that matched, once routing has run.
+    pub route: Option<RouteInfo>,
+    /// The authenticated identity, once an authentication layer has set it.
+    pub identity: Option<Identity>,
+    /// Every decision made so far, in order.
+    pub decisions: Vec<Decision>,
+}
+
+impl RequestContext {
+    /// A fresh context for a request from `client`.
+    pub fn new(request_id: Arc<str>, client: ClientInfo) -> Self {
+        Self {
+            request_id,
+            client,
+            route: None,
+            identity: None,
+            decisions: Vec::new(),
+        }
+    }
+
+    /// Records a decision of `layer`.
+    pub fn record(&mut self, decision: Decision) {
+        self.decisions.push(decision);
+    }
+
+    /// The value of the route parameter `name` (`{id}` in `/users/{id}`), if the matched
+    /// route has one.
+    pub fn route_param(&self, name: &str) -> Option<&str> {
+        self.route
+            .as_ref()?
+            .params
+            .iter()
+            .find(|(k, _)| k.as_ref() == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The client of a request, as far as the gateway can tell.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// The client address: the TCP peer, or the right-most untrusted hop of
+    /// `X-Forwarded-For`/`Forwarded` when the peer is a trusted proxy.
+    pub ip: IpAddr,
+    /// The TCP peer that connected to the gateway.
+    pub peer: SocketAddr,
+    /// TLS facts, when the connection is TLS.
+    pub tls: Option<Arc<TlsInfo>>,
+}
+
+/// What the TLS handshake established.
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    /// The server name the client asked for (SNI).
+    pub server_name: Option<String>,
+    /// The negotiated application protocol (`h2`, `http/1.1`).
+    pub alpn: Option<String>,
+    /// The negotiated protocol version (`TLSv1_3`).
+    pub version: Option<String>,
+    /// The verified client certificate (mTLS), if one was presented and verified.
+    pub peer_certificate: Option<PeerCertificate>,
+}
+
+/// A client certificate that chained to a configured CA.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate {
+    /// The subject distinguished name, RFC 4514 style.
+    pub subject: String,
+    /// DNS, URI, e-mail and IP subject alternative names.
+    pub sans: Vec<String>,
+    /// SHA-256 of the DER certificate, lowercase hex.
+    pub sha256: String,
+}
+
+/// The matched route.
+#[derive(Debug, Clone)]
+pub struct RouteInfo {
+    /// The route's configured name (a metrics label).
+    pub name: Arc<str>,
+    /// The matched path pattern (`/users/{id}`), the OpenTelemetry `http.route`.
+    pub template: Arc<str>,
+    /// Values of the template parameters, in order.
+    pub params: Vec<(Arc<str>, String)>,
+}
+
+/// An authenticated principal, set by an authentication layer.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The subject (`sub` claim, API key owner, certificate subject).
+    pub subject: String,
+    /// Who vouched for it (token issuer, `mtls`, `api_key`).
+    pub issuer: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+}
+
+/// One layer's decision about a request, for logs and metrics.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The layer that decided (`ipfilter`, `hygiene`, `ratelimit`).
+    pub layer: &'static str,
+    /// What it decided.
+    pub outcome: Outcome,
+    /// A stable reason code (`ip_denied`, `body_too_large`).
+    pub reason: Cow<'static, str>,
+    /// The rule or policy that fired.
+    pub rule_id: Option<Cow<'static, str>>,
+}
+
+/// The outcome of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The layer let the request go on.
+    Allow,
+    /// The layer stopped the request.
+    Deny,
+    /// The layer held the request before letting it go on.
+    Delay,
+    /// The layer failed and the route failed open.
+    FailOpen,
+    /// The layer failed and the route failed closed.
+    FailClosed,
+}
+
+impl Outcome {
+    /// The lowercase name used in logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Deny => "deny",
+            Outcome::Delay => "delay",
+            Outcome::FailOpen => "fail_open",
+            Outcome::FailClosed => "fail_closed",
+        }
+    }
+}
