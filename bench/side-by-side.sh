@@ -21,13 +21,18 @@
 #   LAT_FRACTION  open-loop total rate as a fraction of the lowest
 #                 per-proxy median closed-loop req/s                  (0.5)
 #   LAT_RPS_TOTAL fix the open-loop total rate instead (req/s)
+#   LAT_MODE      staggered: clients start 1 ms apart (h2load -r 1
+#                 --rate-period 1ms -n N), so their request timers are
+#                 out of phase; burst: plain `--rps -D`, where all
+#                 clients fire in the same instant        (staggered)
 #   RAMPART_BIN   Rampart binary to use; when unset, the script runs
 #                 `cargo build --release -p rampart` and uses target/release/rampart
 #   PROXY_CPU / LOAD_CPU   CPU numbers                                (1 / 0)
 #   UPSTREAM_PORT RAMPART_PORT RAMPART_ADMIN_PORT NGINX_PORT HAPROXY_PORT
 #                 (18000 18080 19901 18081 18082)
 #   OUT_DIR       where results go                                   (bench/out)
-#   KEEP_TMP=1    keep the temporary directory (configs, logs) afterwards
+#   KEEP_TMP=1    keep the temporary directory (configs, h2load outputs and
+#                 per-request logs) afterwards
 #   WAIT_IDLE     seconds to wait for the machine to be quiet (all CPUs
 #                 < IDLE_BUSY_PCT% busy, default 10) before starting  (300)
 #
@@ -50,6 +55,7 @@ LAT_ROUNDS="${LAT_ROUNDS:-2}"
 LAT_DURATION="${LAT_DURATION:-15}"
 LAT_FRACTION="${LAT_FRACTION:-0.5}"
 LAT_RPS_TOTAL="${LAT_RPS_TOTAL:-}"
+LAT_MODE="${LAT_MODE:-staggered}"
 PROXY_CPU="${PROXY_CPU:-1}"
 LOAD_CPU="${LOAD_CPU:-0}"
 UPSTREAM_PORT="${UPSTREAM_PORT:-18000}"
@@ -68,7 +74,7 @@ log() { printf '[side-by-side %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '[side-by-side] ERROR: %s\n' "$*" >&2; exit 1; }
 
 case "${1:-}" in
-  -h|--help) sed -n '2,39p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,44p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
   "") ;;
   *) die "unknown argument '$1' (configuration is by environment variables; see --help)" ;;
 esac
@@ -83,6 +89,7 @@ for p in $PROXIES; do
   case "$p" in rampart|nginx|haproxy) ;; *) die "unknown proxy '$p' in PROXIES" ;; esac
 done
 [[ -n "${PROXIES// /}" ]] || die "PROXIES is empty"
+case "$LAT_MODE" in staggered|burst) ;; *) die "LAT_MODE must be staggered or burst" ;; esac
 
 # ---------------------------------------------------------------- prerequisites
 need_pkgs=()
@@ -396,20 +403,26 @@ start_proxy() {
 }
 
 # ---------------------------------------------------------------- measuring
-run_h2load() {
-  # run_h2load OUTFILE h2load-args... ; bounded by `timeout`
+try_h2load() {
+  # try_h2load OUTFILE h2load-args... ; bounded by `timeout`; returns h2load's status
   local out="$1"; shift
   local limit=$(( DURATION + LAT_DURATION + WARMUP + 60 ))
-  if ! timeout --kill-after=5 "$limit" taskset -c "$LOAD_CPU" h2load "$@" >"$out" 2>&1; then
+  timeout --kill-after=5 "$limit" taskset -c "$LOAD_CPU" h2load "$@" >"$out" 2>&1
+}
+
+run_h2load() {
+  # run_h2load OUTFILE h2load-args... ; dies if h2load fails
+  local out="$1"
+  if ! try_h2load "$@"; then
     log "h2load failed:"; tail -20 "$out" >&2
-    die "h2load $* failed"
+    die "h2load ${*:2} failed"
   fi
 }
 
 measure() {
   # measure KIND PROXY ROUND ORDER [RPS_PER_CLIENT TARGET_TOTAL]
   local kind="$1" name="$2" round="$3" order="$4" rps_client="${5:-}" target="${6:-}"
-  local port url pid base c0 c1 b0 b1 l0 l1
+  local port url pid base c0 c1 b0 b1 l0 l1 mode=""
   port="$(proxy_port "$name")"
   url="http://127.0.0.1:$port$URL_PATH"
   pid="${PID_OF[$name]}"
@@ -422,18 +435,37 @@ measure() {
   if [[ "$kind" == closed ]]; then
     run_h2load "$base.txt" --h1 -c "$CONNS" -t 1 -D "$DURATION" "$url"
   else
-    run_h2load "$base.txt" --h1 -c "$CONNS" -t 1 --rps "$rps_client" -D "$LAT_DURATION" \
-      --log-file "$base.log" "$url"
+    rm -f "$base.log"   # h2load appends to an existing log file
+    mode="$LAT_MODE"
+    if [[ "$mode" == staggered ]]; then
+      # one client every 1 ms: each client's --rps timer gets its own phase.
+      # -r excludes -D, so the length is given as a request count.
+      if ! try_h2load "$base.txt" --h1 -c "$CONNS" -t 1 -r 1 --rate-period 1ms \
+             --rps "$rps_client" -n $(( rps_client * CONNS * LAT_DURATION )) \
+             --log-file "$base.log" "$url"; then
+        # h2load's -r mode does not reconnect when the server closes a
+        # connection, and then waits forever (until `timeout`)
+        log "WARNING: staggered open-loop run against $name failed; repeating it in burst mode"
+        tail -5 "$base.txt" >&2
+        mode=burst
+        rm -f "$base.log"
+        c0="$(cpu_ticks_of_tree "$pid")"; b0="$(cpu_busy_ticks "$PROXY_CPU")"; l0="$(cpu_busy_ticks "$LOAD_CPU")"
+      fi
+    fi
+    if [[ "$mode" == burst ]]; then
+      run_h2load "$base.txt" --h1 -c "$CONNS" -t 1 --rps "$rps_client" -D "$LAT_DURATION" \
+        --log-file "$base.log" "$url"
+    fi
   fi
   c1="$(cpu_ticks_of_tree "$pid")"; b1="$(cpu_busy_ticks "$PROXY_CPU")"; l1="$(cpu_busy_ticks "$LOAD_CPU")"
   local extra=()
-  [[ "$kind" == open ]] && extra=(--log-file "$base.log" --target-rps "$target")
+  [[ "$kind" == open ]] && extra=(--log-file "$base.log" --target-rps "$target" --lat-mode "$mode")
   python3 "$REPORT_PY" record --jsonl "$SAMPLES" --kind "$kind" --proxy "$name" \
     --round "$round" --order "$order" --h2load-out "$base.txt" --clk-tck "$CLK_TCK" \
     --cpu-before "$c0" --cpu-after "$c1" --cpu1-busy-before "$b0" --cpu1-busy-after "$b1" \
     --cpu0-busy-before "$l0" --cpu0-busy-after "$l1" "${extra[@]}"
   # per-request logs are large; the summary is in the JSON
-  rm -f "$base.log"
+  [[ "$KEEP_TMP" == 1 ]] || rm -f "$base.log"
 }
 
 rotated() {
@@ -459,12 +491,12 @@ busy_pct_over_1s() {
 CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 KERNEL="$(uname -r)"
 NGINX_VERSION="$("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')"
-HAPROXY_VERSION="$("$HAPROXY_BIN" -v 2>&1 | head -1 | awk '{ print "HAProxy " $3 }')"
-H2LOAD_VERSION="$(h2load --version 2>&1 | head -1)"
+HAPROXY_VERSION="$("$HAPROXY_BIN" -v 2>&1 | awk 'NR == 1 { print "HAProxy " $3 }')"
+H2LOAD_VERSION="$(h2load --version 2>&1 | awk 'NR == 1')"
 RAMPART_VERSION=""
 RAMPART_COMMIT="$(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo uncommitted)"
 if [[ " $PROXIES " == *" rampart "* ]]; then
-  RAMPART_VERSION="$("$RAMPART_BIN" --version 2>/dev/null | head -1 || true)"
+  RAMPART_VERSION="$("$RAMPART_BIN" --version 2>/dev/null | awk 'NR == 1' || true)"
   RAMPART_VERSION="${RAMPART_VERSION:-rampart} (git $RAMPART_COMMIT)"
 fi
 PREFLIGHT_BUSY="$(busy_pct_over_1s)"
@@ -513,7 +545,11 @@ if (( LAT_ROUNDS > 0 && LAT_DURATION > 0 )); then
   rps_client=$(( target_total / CONNS ))
   (( rps_client >= 1 )) || rps_client=1
   target_total=$(( rps_client * CONNS ))
-  log "open loop: h2load --h1 -c $CONNS -t 1 --rps $rps_client -D $LAT_DURATION (= $target_total req/s total)"
+  if [[ "$LAT_MODE" == staggered ]]; then
+    log "open loop: h2load --h1 -c $CONNS -t 1 -r 1 --rate-period 1ms --rps $rps_client -n $(( rps_client * CONNS * LAT_DURATION )) (= $target_total req/s total)"
+  else
+    log "open loop: h2load --h1 -c $CONNS -t 1 --rps $rps_client -D $LAT_DURATION (= $target_total req/s total)"
+  fi
   for ((r = 1; r <= LAT_ROUNDS; r++)); do
     read -r -a order <<<"$(rotated $((r - 1)) "${PROXY_LIST[@]}")"
     log "latency round $r/$LAT_ROUNDS: ${order[*]}"
@@ -540,7 +576,8 @@ meta = {
     "config": {
         "rounds": $ROUNDS, "duration": $DURATION, "warmup": $WARMUP, "conns": $CONNS,
         "lat_rounds": $LAT_ROUNDS, "lat_duration": $LAT_DURATION,
-        "lat_fraction": float("$LAT_FRACTION"), "lat_conns": $CONNS,
+        "lat_fraction": float("$LAT_FRACTION"), "lat_conns": $CONNS, "lat_mode": "$LAT_MODE",
+        "lat_requests": $(( rps_client * CONNS * LAT_DURATION )),
         "lat_rps_per_client": $rps_client, "lat_target_total_rps": $target_total,
         "proxy_cpu": $PROXY_CPU, "load_cpu": $LOAD_CPU, "body_bytes": $BODY_BYTES,
         "url_path": "$URL_PATH",

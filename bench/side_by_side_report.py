@@ -129,6 +129,7 @@ def cmd_record(a):
         rec["rps"] = ok / h["elapsed_s"] if h["elapsed_s"] > 0 else 0.0
     else:
         rec["target_rps_total"] = a.target_rps
+        rec["lat_mode"] = a.lat_mode
         rec["latency"] = latency_summary(a.log_file)
     with open(a.jsonl, "a", encoding="utf-8") as f:
         f.write(json.dumps(rec) + "\n")
@@ -285,13 +286,31 @@ def cmd_report(a):
         f"{c['warmup']} s unmeasured warm-up"
     )
     if c.get("lat_target_total_rps"):
+        if c.get("lat_mode") == "staggered":
+            cmd = (
+                f"h2load --h1 -c {c['lat_conns']} -t 1 -r 1 --rate-period 1ms "
+                f"--rps {c['lat_rps_per_client']} -n {c['lat_requests']}"
+            )
+            how = "clients started 1 ms apart so their request timers are out of phase"
+        else:
+            cmd = (
+                f"h2load --h1 -c {c['lat_conns']} -t 1 --rps {c['lat_rps_per_client']} "
+                f"-D {c['lat_duration']}"
+            )
+            how = "all clients fire together, so requests arrive in bursts"
         lines.append(
-            f"- Open loop: {c['lat_rounds']} round(s) per proxy, "
-            f"`h2load --h1 -c {c['lat_conns']} -t 1 --rps {c['lat_rps_per_client']} "
-            f"-D {c['lat_duration']}` = {c['lat_target_total_rps']:,} req/s total "
-            f"({c['lat_fraction'] * 100:.0f}% of the lowest median closed-loop throughput), "
-            f"the same rate for every proxy"
+            f"- Open loop: {c['lat_rounds']} round(s) per proxy, `{cmd}` "
+            f"= {c['lat_target_total_rps']:,} req/s total "
+            f"({c['lat_fraction'] * 100:.0f}% of the lowest median closed-loop throughput, "
+            f"the same rate for every proxy; {how}); latency percentiles are "
+            f"computed from h2load's per-request log, median over rounds"
         )
+        modes = {r.get("lat_mode") for r in recs if r["kind"] == "open"}
+        if len(modes) > 1:
+            lines.append(
+                f"- NOTE: open-loop modes differed between runs ({', '.join(sorted(map(str, modes)))}): "
+                f"a staggered run failed and was repeated in burst mode; see the JSON"
+            )
     lines.append("")
     for name, r in ratios.items():
         if r["median"] is not None:
@@ -379,6 +398,7 @@ def main():
     r.add_argument("--h2load-out", required=True)
     r.add_argument("--log-file")
     r.add_argument("--target-rps", type=int)
+    r.add_argument("--lat-mode")
     r.add_argument("--clk-tck", type=int, required=True)
     r.add_argument("--cpu-before", type=int, required=True)
     r.add_argument("--cpu-after", type=int, required=True)

@@ -1,1 +1,237 @@
-fn main() {}
+//! The `rampart` binary: the only place that reads files, environment and flags.
+
+mod demo;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use rampart_config::{Config, ConfigErrors};
+use rampart_proxy::Gateway;
+
+/// Rampart: an API security gateway in one binary.
+///
+/// It sits in front of HTTP APIs and applies layered defenses to every request: request
+/// hygiene, IP filtering, TLS with HSTS and mTLS, and (as they land) rate limits, token
+/// validation, access control and a WAF.
+#[derive(Debug, Parser)]
+#[command(name = "rampart", version, about, long_about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve a configuration. SIGHUP or a change of the config (or a certificate file it
+    /// names) reloads it; an invalid new config leaves the old one in force. SIGTERM or
+    /// Ctrl-C drains in-flight requests, then exits.
+    Run {
+        /// The YAML config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Worker threads (default: one per CPU).
+        #[arg(long, value_name = "N")]
+        workers: Option<usize>,
+        /// How often to check the config and certificate files for changes; 0 turns
+        /// file watching off (SIGHUP still reloads).
+        #[arg(long, value_name = "SECONDS", default_value_t = 2)]
+        watch_interval: u64,
+    },
+    /// Check a configuration: print OK, or every error with file:line:column, and exit
+    /// non-zero on error. TLS files are loaded too.
+    Validate {
+        /// The YAML config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run the whole product on this machine: a demo API on 127.0.0.1:9000, the gateway
+    /// on 127.0.0.1:8080 (HTTP) and 127.0.0.1:8443 (TLS, self-signed, HSTS), the admin
+    /// listener on 127.0.0.1:9901. Prints curl commands to try.
+    Demo,
+    /// Print the JSON Schema of the config file.
+    Schema,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Validate { config } => validate(&config),
+        Command::Schema => {
+            let schema = rampart_config::json_schema();
+            match serde_json::to_string_pretty(&schema) {
+                Ok(s) => {
+                    println!("{s}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Run {
+            config,
+            workers,
+            watch_interval,
+        } => runtime(workers).and_then(|rt| {
+            rt.block_on(run(config, Duration::from_secs(watch_interval)))
+        }),
+        Command::Demo => runtime(None).and_then(|rt| rt.block_on(demo::run())),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rampart: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAMPART_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_current_span(false)
+        .try_init();
+}
+
+fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        b.worker_threads(n.max(1));
+    }
+    b.enable_all().build().context("starting the async runtime")
+}
+
+/// Reads and parses a config file; every error carries the file name and location.
+fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![rampart_config::ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            column: None,
+            message: format!("cannot read: {e}"),
+        }])
+    })?;
+    rampart_config::parse(&text, path)
+}
+
+fn validate(path: &Path) -> anyhow::Result<ExitCode> {
+    let checked = load(path).and_then(|c| rampart_proxy::Runtime::compile(&c, path).map(drop));
+    match checked {
+        Ok(()) => {
+            println!("{}: OK", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            eprintln!("{}: {} error(s)", path.display(), errors.0.len());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn run(path: PathBuf, watch_interval: Duration) -> anyhow::Result<ExitCode> {
+    let config = load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut watched = Fingerprint::of(&path, &config);
+    let gateway = Gateway::start(config, &path).await?;
+    let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(if watch_interval.is_zero() {
+        Duration::from_secs(3600)
+    } else {
+        watch_interval
+    });
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&gateway, &path, &mut watched, "SIGHUP"),
+            _ = tick.tick(), if !watch_interval.is_zero() => {
+                if watched.changed(&path) {
+                    reload(&gateway, &path, &mut watched, "file change");
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    gateway.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn signal(
+    kind: tokio::signal::unix::SignalKind,
+) -> anyhow::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind).context("installing a signal handler")
+}
+
+fn reload(gateway: &Gateway, path: &Path, watched: &mut Fingerprint, why: &str) {
+    let outcome = load(path).map_err(rampart_proxy::ReloadError::from).and_then(|c| {
+        let fp = Fingerprint::of(path, &c);
+        gateway.reload(c).map(|()| fp)
+    });
+    match outcome {
+        Ok(fp) => {
+            *watched = fp;
+            tracing::info!(trigger = why, config = %path.display(), "configuration reloaded");
+        }
+        Err(e) => {
+            // Remember the broken file's state so it is not retried every tick; the next
+            // edit or SIGHUP tries again.
+            watched.refresh(path);
+            tracing::error!(trigger = why, config = %path.display(), errors = %e, "reload refused; the previous configuration stays in force");
+        }
+    }
+}
+
+/// Modification times and sizes of the config file and the TLS files it names.
+#[derive(Debug, Default)]
+struct Fingerprint {
+    files: Vec<(PathBuf, Option<(SystemTime, u64)>)>,
+}
+
+impl Fingerprint {
+    fn of(path: &Path, config: &Config) -> Self {
+        let mut files = vec![path.to_path_buf()];
+        for l in &config.listeners {
+            if let Some(tls) = &l.tls {
+                files.push(tls.cert.value.clone());
+                files.push(tls.key.value.clone());
+                if let Some(ca) = &tls.client_auth {
+                    files.push(ca.ca.value.clone());
+                }
+            }
+        }
+        Self {
+            files: files.into_iter().map(|f| {
+                let s = stat(&f);
+                (f, s)
+            }).collect(),
+        }
+    }
+
+    fn changed(&self, _path: &Path) -> bool {
+        self.files.iter().any(|(f, s)| stat(f) != *s)
+    }
+
+    fn refresh(&mut self, path: &Path) {
+        if let Some(first) = self.files.first_mut() {
+            first.1 = stat(path);
+        }
+        for (f, s) in self.files.iter_mut().skip(1) {
+            *s = stat(f);
+        }
+    }
+}
+
+fn stat(p: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}

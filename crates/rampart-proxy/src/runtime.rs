@@ -1,0 +1,254 @@
+//! The compiled configuration: everything the request path needs, built once per
+//! (re)load and swapped in atomically. A request holds the `Arc<Runtime>` it started
+//! with to its end, so a reload never changes the rules under an in-flight request.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use rampart_config::{Config, ConfigError, ConfigErrors, Location};
+use rampart_core::{Chain, Defense, FailureMode};
+
+use crate::forwarded::ClientIpPolicy;
+use crate::hygiene::HeaderLimits;
+use crate::router::{HostMatch, Matcher, PathMatch, Router};
+use crate::upstream::UpstreamPool;
+
+/// The compiled configuration.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The route table.
+    pub router: Router<Arc<RouteEntry>>,
+    /// Per-listener settings by listener name.
+    pub listeners: HashMap<String, ListenerRuntime>,
+    /// How the client address is found.
+    pub client_ip: ClientIpPolicy,
+    /// Header limits.
+    pub header_limits: HeaderLimits,
+    /// The response-header policy.
+    pub response_headers: ResponseHeaders,
+    /// The config it was compiled from (listener binds, limits, log output).
+    pub config: Config,
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct RouteEntry {
+    /// The route name.
+    pub name: Arc<str>,
+    /// The path pattern as written (`http.route`).
+    pub template: Arc<str>,
+    /// Where requests go.
+    pub upstream: Arc<UpstreamPool>,
+    /// The defenses, in order.
+    pub chain: Chain,
+    /// Most request body bytes.
+    pub max_body: u64,
+    /// Pass WebSocket upgrades through.
+    pub websocket: bool,
+}
+
+/// Per-listener settings that may change on reload (the bind address may not).
+#[derive(Debug, Clone)]
+pub struct ListenerRuntime {
+    /// TLS, when the listener terminates TLS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The HSTS header value for TLS responses.
+    pub hsts: Option<HeaderValue>,
+    /// Redirect every request to HTTPS on this port with this status.
+    pub redirect: Option<(u16, StatusCode)>,
+    /// Accept HTTP/2.
+    pub http2: bool,
+}
+
+/// Headers set on and removed from every response.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseHeaders {
+    /// Set only when the upstream did not set them.
+    pub defaults: Vec<(HeaderName, HeaderValue)>,
+    /// Always set (override the upstream's).
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    /// Removed from upstream responses.
+    pub remove: Vec<HeaderName>,
+}
+
+/// The built-in security headers (see docs/RATIONALE.md).
+const DEFAULT_SECURITY_HEADERS: [(&str, &str); 5] = [
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "no-referrer"),
+    ("cross-origin-resource-policy", "same-origin"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+];
+
+impl Runtime {
+    /// Compiles `config`; `file` names the config in error messages. Reads the TLS files.
+    pub fn compile(config: &Config, file: &Path) -> Result<Self, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut listeners = HashMap::new();
+        for l in &config.listeners {
+            let mut rt = ListenerRuntime {
+                tls: None,
+                hsts: None,
+                redirect: l.redirect_https.as_ref().map(|r| {
+                    let status = if r.status == 301 {
+                        StatusCode::MOVED_PERMANENTLY
+                    } else {
+                        StatusCode::PERMANENT_REDIRECT
+                    };
+                    (r.port, status)
+                }),
+                http2: l.http2,
+            };
+            if let Some(tls) = &l.tls {
+                match crate::tls::server_config(tls, l.http2) {
+                    Ok(cfg) => rt.tls = Some(cfg),
+                    Err(e) => errors.push(ConfigError::at(
+                        file,
+                        tls.cert.referenced,
+                        format!("listener {:?}: tls: {e}", l.name),
+                    )),
+                }
+                rt.hsts = crate::tls::hsts_value(tls);
+            }
+            listeners.insert(l.name.clone(), rt);
+        }
+
+        let mut pools = HashMap::new();
+        for (name, up) in &config.upstreams {
+            match UpstreamPool::new(name, up) {
+                Ok(p) => {
+                    pools.insert(name.clone(), Arc::new(p));
+                }
+                Err(e) => errors.push(ConfigError::at(
+                    file,
+                    Location::UNKNOWN,
+                    format!("upstream {name:?}: {e}"),
+                )),
+            }
+        }
+
+        let mut routes = Vec::new();
+        for r in &config.routes {
+            let (path, template, loc) = match (&r.matcher.path, &r.matcher.prefix) {
+                (Some(p), _) => match PathMatch::parse_path(&p.value) {
+                    Ok(m) => (m, p.value.clone(), p.referenced),
+                    Err(e) => {
+                        errors.push(ConfigError::at(file, p.referenced, e.to_string()));
+                        continue;
+                    }
+                },
+                (None, Some(p)) => (PathMatch::prefix(&p.value), format!("{}*", p.value), p.referenced),
+                (None, None) => continue,
+            };
+            let mut methods = Vec::new();
+            for m in &r.matcher.methods {
+                match Method::from_bytes(m.as_bytes()) {
+                    Ok(m) => methods.push(m),
+                    Err(_) => errors.push(ConfigError::at(file, loc, format!("bad method {m:?}"))),
+                }
+            }
+            let Some(upstream) = pools.get(&r.upstream.value).cloned() else {
+                continue;
+            };
+            let mut defenses: Vec<Arc<dyn Defense>> = Vec::new();
+            if let Some(f) = &r.ip_filter {
+                defenses.push(Arc::new(rampart_ipfilter::IpFilter::new(
+                    f.allow.clone(),
+                    f.deny.clone(),
+                )));
+            }
+            let failure_mode = match r.failure_mode {
+                rampart_config::FailureMode::Closed => FailureMode::Closed,
+                rampart_config::FailureMode::Open => FailureMode::Open,
+            };
+            let max_body = r
+                .max_body_bytes
+                .map_or(config.limits.max_body_bytes.0, |b| {
+                    b.0.min(config.limits.max_body_bytes.0)
+                });
+            let entry = RouteEntry {
+                name: r.name.value.as_str().into(),
+                template: template.into(),
+                upstream,
+                chain: Chain::new(defenses, failure_mode),
+                max_body,
+                websocket: r.websocket,
+            };
+            let matcher = Matcher {
+                host: HostMatch::parse(r.matcher.host.as_deref()),
+                path,
+                methods,
+            };
+            routes.push((matcher, Arc::new(entry)));
+        }
+
+        let response_headers = response_headers(config, file, &mut errors);
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(Self {
+            router: Router::new(routes),
+            listeners,
+            client_ip: ClientIpPolicy {
+                trusted: config.client_ip.trusted_proxies.clone(),
+                header: config.client_ip.header,
+            },
+            header_limits: HeaderLimits {
+                max_count: config.limits.max_header_count,
+                max_bytes: usize::try_from(config.limits.max_header_bytes.0).unwrap_or(usize::MAX),
+            },
+            response_headers,
+            config: config.clone(),
+        })
+    }
+
+    /// The drain timeout on shutdown.
+    pub fn drain_timeout(&self) -> Duration {
+        self.config.shutdown.drain_timeout.0
+    }
+}
+
+fn response_headers(config: &Config, file: &Path, errors: &mut Vec<ConfigError>) -> ResponseHeaders {
+    let sh = &config.security_headers;
+    let mut out = ResponseHeaders::default();
+    if sh.defaults {
+        for (k, v) in DEFAULT_SECURITY_HEADERS {
+            if sh.set.keys().any(|s| s.eq_ignore_ascii_case(k)) {
+                continue;
+            }
+            out.defaults
+                .push((HeaderName::from_static(k), HeaderValue::from_static(v)));
+        }
+    }
+    for (k, v) in &sh.set {
+        let name = HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes());
+        let value = HeaderValue::from_str(v);
+        match (name, value) {
+            (Ok(n), _) if v.is_empty() => out.remove.push(n),
+            (Ok(n), Ok(v)) => out.set.push((n, v)),
+            _ => errors.push(ConfigError::at(
+                file,
+                Location::UNKNOWN,
+                format!("security_headers.set: invalid header {k:?}"),
+            )),
+        }
+    }
+    for k in &sh.remove {
+        match HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()) {
+            Ok(n) => out.remove.push(n),
+            Err(_) => errors.push(ConfigError::at(
+                file,
+                Location::UNKNOWN,
+                format!("security_headers.remove: invalid header {k:?}"),
+            )),
+        }
+    }
+    out
+}
