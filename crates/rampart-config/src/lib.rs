@@ -129,7 +129,8 @@ fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
                 format!("listener name {:?} is used twice", l.name),
             );
         }
-        if !binds.insert(l.bind.value) {
+        // Port 0 asks the OS for a free port: never a clash.
+        if l.bind.value.port() != 0 && !binds.insert(l.bind.value) {
             err(
                 l.bind.referenced,
                 format!(

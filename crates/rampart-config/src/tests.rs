@@ -38,7 +38,8 @@ fn unknown_field_names_its_line() {
     assert_eq!(e.line, Some(8), "{e}");
     assert!(e.message.contains("conect_timeout"), "{e}");
     assert!(
-        e.to_string().starts_with("rampart.yaml:8:5: unknown field `conect_timeout`"),
+        e.to_string()
+            .starts_with("rampart.yaml:8:5: unknown field `conect_timeout`"),
         "{e}"
     );
 }
@@ -130,12 +131,17 @@ listeners:
     assert!(tls.hsts.include_subdomains && tls.hsts.preload);
     assert_eq!(tls.cert.referenced.line(), 6);
     assert!(!tls.client_auth.as_ref().expect("mtls").required);
-    assert_eq!(c.listeners[1].redirect_https.as_ref().map(|r| r.port), Some(8443));
+    assert_eq!(
+        c.listeners[1].redirect_https.as_ref().map(|r| r.port),
+        Some(8443)
+    );
 }
 
 #[test]
 fn syntax_errors_have_a_location() {
-    let errs = parse_str("listeners: [\n  - name: x\n").expect_err("syntax").0;
+    let errs = parse_str("listeners: [\n  - name: x\n")
+        .expect_err("syntax")
+        .0;
     assert!(errs[0].line.is_some(), "{}", errs[0]);
 }
 
@@ -149,4 +155,3 @@ fn the_published_schema_is_current() {
         "docs/config.schema.json is out of date: run `cargo run -p rampart -- schema > docs/config.schema.json`"
     );
 }
-

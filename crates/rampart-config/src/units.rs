@@ -219,7 +219,16 @@ mod tests {
         assert_eq!(d("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(d("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(d("365d"), Ok(Duration::from_secs(31_536_000)));
-        for bad in ["", "30", "s", "3x", "1.5s", "-1s", "99999999999999999999d", "3 s"] {
+        for bad in [
+            "",
+            "30",
+            "s",
+            "3x",
+            "1.5s",
+            "-1s",
+            "99999999999999999999d",
+            "3 s",
+        ] {
             assert!(d(bad).is_err(), "{bad:?} must be refused");
         }
     }
@@ -239,7 +248,10 @@ mod tests {
 
     #[test]
     fn rates() {
-        let r = |s: &str| s.parse::<Rate>().map(|r| (r.count.get(), r.period.as_secs()));
+        let r = |s: &str| {
+            s.parse::<Rate>()
+                .map(|r| (r.count.get(), r.period.as_secs()))
+        };
         assert_eq!(r("100/m"), Ok((100, 60)));
         assert_eq!(r("10r/s"), Ok((10, 1)));
         assert_eq!(r("5/10s"), Ok((5, 10)));

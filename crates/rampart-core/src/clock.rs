@@ -81,6 +81,9 @@ mod tests {
         assert_eq!(clock.now(), t0);
         clock.advance(Duration::from_secs(5));
         assert_eq!(clock.now() - t0, Duration::from_secs(5));
-        assert_eq!(clock.wall().duration_since(w0).ok(), Some(Duration::from_secs(5)));
+        assert_eq!(
+            clock.wall().duration_since(w0).ok(),
+            Some(Duration::from_secs(5))
+        );
     }
 }

@@ -266,7 +266,9 @@ mod tests {
             _ctx: &mut RequestContext,
             _head: &mut http::request::Parts,
         ) -> Result<Verdict, DefenseError> {
-            self.1.clone().map_err(|()| DefenseError::new(self.0, "store down"))
+            self.1
+                .clone()
+                .map_err(|()| DefenseError::new(self.0, "store down"))
         }
     }
 
@@ -327,9 +329,8 @@ mod tests {
     fn errors_follow_the_failure_mode() {
         let failing = || vec![Arc::new(Fixed("store", Err(()))) as Arc<dyn Defense>];
         let mut c = ctx();
-        let closed = block_on(
-            Chain::new(failing(), FailureMode::Closed).request_head(&mut c, &mut head()),
-        );
+        let closed =
+            block_on(Chain::new(failing(), FailureMode::Closed).request_head(&mut c, &mut head()));
         assert!(matches!(closed, PhaseOutcome::Deny(ref i) if i.status == 503));
         assert_eq!(c.decisions[0].outcome, Outcome::FailClosed);
 

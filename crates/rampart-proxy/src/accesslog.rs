@@ -164,10 +164,16 @@ pub struct AccessRecord<'a> {
     #[serde(rename = "server.address", skip_serializing_if = "Option::is_none")]
     pub host: Option<&'a str>,
     /// `user_agent.original`
-    #[serde(rename = "user_agent.original", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "user_agent.original",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user_agent: Option<&'a str>,
     /// `http.request.body.size`: bytes declared by Content-Length, when declared.
-    #[serde(rename = "http.request.body.size", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "http.request.body.size",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub request_body_size: Option<u64>,
     /// `http.response.body.size`: bytes sent.
     #[serde(rename = "http.response.body.size")]
@@ -175,6 +181,15 @@ pub struct AccessRecord<'a> {
     /// False when the response body was cut short (client gone, upstream failed).
     #[serde(rename = "rampart.response.complete")]
     pub complete: bool,
+    /// `tls.protocol.version`, on TLS connections.
+    #[serde(
+        rename = "tls.protocol.version",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tls_version: Option<&'a str>,
+    /// `tls.client.subject`: the verified client certificate's subject (mTLS).
+    #[serde(rename = "tls.client.subject", skip_serializing_if = "Option::is_none")]
+    pub tls_client_subject: Option<&'a str>,
     /// The upstream that served it.
     #[serde(rename = "rampart.upstream", skip_serializing_if = "Option::is_none")]
     pub upstream: Option<&'a str>,
@@ -266,6 +281,9 @@ mod tests {
     #[test]
     fn output_setting() {
         assert_eq!(LogOutput::parse("off"), LogOutput::Off);
-        assert_eq!(LogOutput::parse("/tmp/a.log"), LogOutput::File("/tmp/a.log".into()));
+        assert_eq!(
+            LogOutput::parse("/tmp/a.log"),
+            LogOutput::File("/tmp/a.log".into())
+        );
     }
 }

@@ -288,8 +288,14 @@ mod tests {
 
         let mut ws = hdrs(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         strip_hop_by_hop(&mut ws, true);
-        assert_eq!(ws.get("upgrade").map(|v| v.as_bytes()), Some(&b"websocket"[..]));
-        assert_eq!(ws.get("connection").map(|v| v.as_bytes()), Some(&b"upgrade"[..]));
+        assert_eq!(
+            ws.get("upgrade").map(|v| v.as_bytes()),
+            Some(&b"websocket"[..])
+        );
+        assert_eq!(
+            ws.get("connection").map(|v| v.as_bytes()),
+            Some(&b"upgrade"[..])
+        );
     }
 
     #[test]

@@ -96,18 +96,30 @@ impl Framer {
                 State::Fixed(n) => {
                     let take = n.min(bytes.len() as u64);
                     bytes = bytes.get(take as usize..).unwrap_or_default();
-                    self.state = if take == n { State::Head } else { State::Fixed(n - take) };
+                    self.state = if take == n {
+                        State::Head
+                    } else {
+                        State::Fixed(n - take)
+                    };
                 }
                 State::ChunkData(n) => {
                     let take = n.min(bytes.len() as u64);
                     bytes = bytes.get(take as usize..).unwrap_or_default();
-                    self.state = if take == n { State::ChunkEnd(2) } else { State::ChunkData(n - take) };
+                    self.state = if take == n {
+                        State::ChunkEnd(2)
+                    } else {
+                        State::ChunkData(n - take)
+                    };
                 }
                 State::ChunkEnd(k) => {
                     let take = usize::from(k).min(bytes.len());
                     bytes = bytes.get(take..).unwrap_or_default();
                     let left = k - take as u8;
-                    self.state = if left == 0 { State::ChunkLine } else { State::ChunkEnd(left) };
+                    self.state = if left == 0 {
+                        State::ChunkLine
+                    } else {
+                        State::ChunkEnd(left)
+                    };
                 }
                 State::ChunkLine | State::Trailer => {
                     let Some(nl) = memchr::memchr(b'\n', bytes) else {
@@ -117,12 +129,17 @@ impl Framer {
                         }
                         return;
                     };
-                    self.buf.extend_from_slice(bytes.get(..nl).unwrap_or_default());
+                    self.buf
+                        .extend_from_slice(bytes.get(..nl).unwrap_or_default());
                     bytes = bytes.get(nl + 1..).unwrap_or_default();
                     let line = std::mem::take(&mut self.buf);
                     let line = line.strip_suffix(b"\r").unwrap_or(&line);
                     self.state = if self.state == State::Trailer {
-                        if line.is_empty() { State::Head } else { State::Trailer }
+                        if line.is_empty() {
+                            State::Head
+                        } else {
+                            State::Trailer
+                        }
                     } else {
                         match chunk_size(line) {
                             Some(0) => State::Trailer,
@@ -137,7 +154,11 @@ impl Framer {
 
     fn head(&mut self) {
         // Empty lines before a request line are allowed (RFC 9112 section 2.2).
-        let start = self.buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+        let start = self
+            .buf
+            .iter()
+            .take_while(|b| **b == b'\r' || **b == b'\n')
+            .count();
         if start > 0 {
             self.buf.drain(..start);
         }
@@ -162,13 +183,19 @@ impl Framer {
         let cl: Vec<&[u8]> = field(req.headers, "content-length");
         let verdict = crate::hygiene::framing(req.version == Some(0), &te, &cl);
         let opaque_after = req.method == Some("CONNECT")
-            || req.headers.iter().any(|h| h.name.eq_ignore_ascii_case("upgrade"));
+            || req
+                .headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case("upgrade"));
         let next = if verdict.is_err() || opaque_after {
             State::Off
         } else if !te.is_empty() {
             State::ChunkLine
         } else {
-            match cl.first().and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok()) {
+            match cl
+                .first()
+                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok())
+            {
                 Some(0) | None => State::Head,
                 Some(n) => State::Fixed(n),
             }
@@ -287,17 +314,30 @@ GET /d HTTP/1.1\r\nHost: x\r\n\r\n";
 
     #[test]
     fn content_length_with_transfer_encoding_in_either_order() {
-        let te_first = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
-        let cl_first = b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert_eq!(run(&[te_first]), vec![Err("content_length_and_transfer_encoding")]);
-        assert_eq!(run(&[cl_first]), vec![Err("content_length_and_transfer_encoding")]);
+        let te_first =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
+        let cl_first =
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(
+            run(&[te_first]),
+            vec![Err("content_length_and_transfer_encoding")]
+        );
+        assert_eq!(
+            run(&[cl_first]),
+            vec![Err("content_length_and_transfer_encoding")]
+        );
     }
 
     #[test]
     fn a_body_that_looks_like_a_request_is_not_a_request() {
         let smuggled = b"POST / HTTP/1.1\r\nContent-Length: 48\r\n\r\n\
 POST /x HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let body_len = smuggled.len() - smuggled.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) - 4;
+        let body_len = smuggled.len()
+            - smuggled
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .unwrap_or(0)
+            - 4;
         let text = String::from_utf8_lossy(smuggled).replace("48", &body_len.to_string());
         assert_eq!(run(&[text.as_bytes()]), vec![Ok(())]);
     }

@@ -59,8 +59,16 @@ pub fn check_limits(
 /// `Content-Length` that came with `Transfer-Encoding`, so this cannot see that case;
 /// [`crate::framing`] checks the raw bytes, and this is the fallback when it could not.
 pub fn check_framing(version: Version, headers: &HeaderMap) -> Result<(), Violation> {
-    let te: Vec<&[u8]> = headers.get_all(TRANSFER_ENCODING).iter().map(|v| v.as_bytes()).collect();
-    let cl: Vec<&[u8]> = headers.get_all(CONTENT_LENGTH).iter().map(|v| v.as_bytes()).collect();
+    let te: Vec<&[u8]> = headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let cl: Vec<&[u8]> = headers
+        .get_all(CONTENT_LENGTH)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
     framing(version == Version::HTTP_10, &te, &cl).map_err(|reason| Violation {
         status: StatusCode::BAD_REQUEST,
         reason,
@@ -75,8 +83,7 @@ pub fn framing(http10: bool, te: &[&[u8]], cl: &[&[u8]]) -> Result<(), &'static 
         if !cl.is_empty() {
             return Err("content_length_and_transfer_encoding");
         }
-        let single_chunked =
-            matches!(te, [v] if v.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        let single_chunked = matches!(te, [v] if v.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         if !single_chunked || http10 {
             return Err("bad_transfer_encoding");
         }
@@ -121,14 +128,26 @@ mod tests {
             run(&[("content-length", "5"), ("transfer-encoding", "chunked")]),
             Err("content_length_and_transfer_encoding")
         );
-        for te in ["xchunked", "chunked, identity", "gzip, chunked", "chunked\u{b}"] {
+        for te in [
+            "xchunked",
+            "chunked, identity",
+            "gzip, chunked",
+            "chunked\u{b}",
+        ] {
             let v: &'static str = Box::leak(te.to_string().into_boxed_str());
             if HeaderValue::from_str(v).is_ok() {
-                assert_eq!(run(&[("transfer-encoding", v)]), Err("bad_transfer_encoding"), "{te}");
+                assert_eq!(
+                    run(&[("transfer-encoding", v)]),
+                    Err("bad_transfer_encoding"),
+                    "{te}"
+                );
             }
         }
         assert_eq!(
-            run(&[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")]),
+            run(&[
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked")
+            ]),
             Err("bad_transfer_encoding")
         );
         assert_eq!(

@@ -74,6 +74,7 @@ pub struct Gateway {
     listeners: Vec<(String, SocketAddr)>,
     admin: SocketAddr,
     stop: watch::Sender<bool>,
+    admin_stop: watch::Sender<bool>,
     graceful: Arc<GracefulShutdown>,
     tasks: JoinSet<()>,
     admin_task: Option<tokio::task::JoinHandle<()>>,
@@ -127,7 +128,10 @@ impl Gateway {
                 source,
             })?;
         let admin = admin_tcp.local_addr().unwrap_or(config.admin.bind.value);
-        let admin_task = tokio::spawn(admin::serve(admin_tcp, shared.clone(), stop_rx));
+        // The admin listener has its own stop: it keeps answering (readiness 503) while the
+        // data plane drains.
+        let (admin_stop, admin_stop_rx) = watch::channel(false);
+        let admin_task = tokio::spawn(admin::serve(admin_tcp, shared.clone(), admin_stop_rx));
         tracing::info!(listeners = ?listeners, admin = %admin, "gateway started");
         Ok(Self {
             shared,
@@ -135,6 +139,7 @@ impl Gateway {
             listeners,
             admin,
             stop,
+            admin_stop,
             graceful,
             tasks,
             admin_task: Some(admin_task),
@@ -210,23 +215,23 @@ impl Gateway {
         self.shared.draining.store(true, Ordering::Relaxed);
         let drain = self.shared.runtime.load().drain_timeout();
         tracing::info!(drain_timeout = ?drain, "draining");
-        // Stop the accept loops (they drop their listeners), keep the admin up meanwhile.
-        let (listener_stop, _) = watch::channel(false);
-        let _ = listener_stop;
+        // Stop the accept loops (they drop their listeners); the admin stays up meanwhile.
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
-        let graceful = Arc::try_unwrap(self.graceful).unwrap_or_else(|arc| {
-            // Every accept loop has ended, so no other clone is alive; fall back to a
-            // fresh (empty) tracker rather than panic if one somehow is.
-            drop(arc);
-            GracefulShutdown::new()
-        });
-        let drained = listener::within(drain, graceful.shutdown()).await;
+        // Every accept loop has ended and dropped its clone; connections hold watchers only.
+        let drained = match Arc::try_unwrap(self.graceful) {
+            Ok(graceful) => listener::within(drain, graceful.shutdown()).await,
+            Err(_) => {
+                tracing::error!("connection tracker still shared; not waiting for the drain");
+                false
+            }
+        };
         if drained {
             tracing::info!("drained");
         } else {
             tracing::warn!("drain timeout reached; closing remaining connections");
         }
+        let _ = self.admin_stop.send(true);
         if let Some(t) = self.admin_task.take() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), t).await;
         }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -36,10 +36,10 @@ pub async fn serve(
                 Ok((stream, peer)) => {
                     let shared = shared.clone();
                     let name = name.clone();
-                    let graceful = graceful.clone();
+                    let watcher = graceful.watcher();
                     tokio::spawn(async move {
                         shared.metrics.connections.inc();
-                        connection(stream, peer, name, shared.clone(), &graceful).await;
+                        connection(stream, peer, name, shared.clone(), watcher).await;
                         shared.metrics.connections.dec();
                     });
                 }
@@ -59,7 +59,7 @@ async fn connection(
     peer: SocketAddr,
     name: Arc<str>,
     shared: Arc<Shared>,
-    graceful: &GracefulShutdown,
+    graceful: Watcher,
 ) {
     let _ = stream.set_nodelay(true);
     let rt = shared.runtime.load_full();
@@ -74,7 +74,11 @@ async fn connection(
         .max(8192)
         + 1024;
     let verdicts = Arc::new(Verdicts::default());
-    let framer = Framer::new(head_buf, limits.max_header_count.saturating_add(1), verdicts.clone());
+    let framer = Framer::new(
+        head_buf,
+        limits.max_header_count.saturating_add(1),
+        verdicts.clone(),
+    );
     let header_timeout = limits.header_read_timeout.0;
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -95,7 +99,11 @@ async fn connection(
 
     match lrt.tls {
         None => {
-            let builder = if lrt.http2 { builder } else { builder.http1_only() };
+            let builder = if lrt.http2 {
+                builder
+            } else {
+                builder.http1_only()
+            };
             let info = Arc::new(ConnInfo {
                 peer,
                 listener: name,
@@ -146,7 +154,7 @@ async fn serve_http<I>(
     io: TokioIo<I>,
     info: Arc<ConnInfo>,
     shared: Arc<Shared>,
-    graceful: &GracefulShutdown,
+    graceful: Watcher,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -155,7 +163,9 @@ async fn serve_http<I>(
         let info = info.clone();
         async move { Ok::<_, std::convert::Infallible>(shared.handle(info, req).await) }
     });
-    let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
+    let conn = builder
+        .serve_connection_with_upgrades(io, service)
+        .into_owned();
     let conn = graceful.watch(conn);
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, "connection ended with an error");

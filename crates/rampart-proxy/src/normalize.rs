@@ -97,7 +97,9 @@ mod tests {
     use super::*;
 
     fn n(p: &str) -> String {
-        normalize(p).map(|c| c.into_owned()).unwrap_or_else(|e| format!("{e:?}"))
+        normalize(p)
+            .map(|c| c.into_owned())
+            .unwrap_or_else(|e| format!("{e:?}"))
     }
 
     #[test]

@@ -130,7 +130,10 @@ impl PathMatch {
             // More literal segments first: /users/me before /users/{id}.
             PathMatch::Template(s) => (
                 1,
-                usize::MAX - s.iter().filter(|s| matches!(s, Segment::Literal(_))).count(),
+                usize::MAX
+                    - s.iter()
+                        .filter(|s| matches!(s, Segment::Literal(_)))
+                        .count(),
             ),
             PathMatch::Prefix(p) => (2, usize::MAX - p.len()),
         }
@@ -263,8 +266,14 @@ mod tests {
             (m(None, t("/users/me"), &[Method::GET]), "me"),
             (m(None, t("/users/{id}/orders/{order}"), &[]), "order"),
             (m(None, t("/login"), &[Method::POST]), "login"),
-            (m(Some("admin.example.com"), PathMatch::prefix("/"), &[]), "admin"),
-            (m(Some("*.example.com"), PathMatch::prefix("/"), &[]), "tenant"),
+            (
+                m(Some("admin.example.com"), PathMatch::prefix("/"), &[]),
+                "admin",
+            ),
+            (
+                m(Some("*.example.com"), PathMatch::prefix("/"), &[]),
+                "tenant",
+            ),
         ])
     }
 
@@ -272,7 +281,14 @@ mod tests {
         match r.lookup(host, path, &method) {
             Lookup::Found(v, params) => {
                 let p: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                format!("{v}{}", if p.is_empty() { String::new() } else { format!(" {}", p.join(",")) })
+                format!(
+                    "{v}{}",
+                    if p.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {}", p.join(","))
+                    }
+                )
             }
             Lookup::MethodNotAllowed(a) => format!("405 {a:?}"),
             Lookup::NotFound => "404".into(),
@@ -284,10 +300,16 @@ mod tests {
         let r = table();
         assert_eq!(found(&r, "x", "/users/me", Method::GET), "me");
         assert_eq!(found(&r, "x", "/users/42", Method::GET), "user id=42");
-        assert_eq!(found(&r, "x", "/users/42/orders/7", Method::PUT), "order id=42,order=7");
+        assert_eq!(
+            found(&r, "x", "/users/42/orders/7", Method::PUT),
+            "order id=42,order=7"
+        );
         assert_eq!(found(&r, "x", "/api/products", Method::GET), "api");
         assert_eq!(found(&r, "x", "/apix", Method::GET), "catch-all");
-        assert_eq!(found(&r, "admin.example.com", "/users/me", Method::GET), "admin");
+        assert_eq!(
+            found(&r, "admin.example.com", "/users/me", Method::GET),
+            "admin"
+        );
         assert_eq!(found(&r, "ADMIN.example.com", "/", Method::GET), "admin");
         assert_eq!(found(&r, "a.example.com", "/", Method::GET), "tenant");
         assert_eq!(found(&r, "example.com", "/", Method::GET), "catch-all");
@@ -309,7 +331,11 @@ mod tests {
     #[test]
     fn templates_need_every_segment() {
         let r = Router::new(vec![(
-            m(None, PathMatch::parse_path("/users/{id}").unwrap_or_else(|e| unreachable!("{e}")), &[]),
+            m(
+                None,
+                PathMatch::parse_path("/users/{id}").unwrap_or_else(|e| unreachable!("{e}")),
+                &[],
+            ),
             "user",
         )]);
         assert_eq!(found(&r, "x", "/users/", Method::GET), "404");

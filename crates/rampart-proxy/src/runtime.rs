@@ -144,7 +144,11 @@ impl Runtime {
                         continue;
                     }
                 },
-                (None, Some(p)) => (PathMatch::prefix(&p.value), format!("{}*", p.value), p.referenced),
+                (None, Some(p)) => (
+                    PathMatch::prefix(&p.value),
+                    format!("{}*", p.value),
+                    p.referenced,
+                ),
                 (None, None) => continue,
             };
             let mut methods = Vec::new();
@@ -215,7 +219,11 @@ impl Runtime {
     }
 }
 
-fn response_headers(config: &Config, file: &Path, errors: &mut Vec<ConfigError>) -> ResponseHeaders {
+fn response_headers(
+    config: &Config,
+    file: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> ResponseHeaders {
     let sh = &config.security_headers;
     let mut out = ResponseHeaders::default();
     if sh.defaults {

@@ -137,7 +137,11 @@ impl Shared {
                 route.clone()
             }
             Lookup::MethodNotAllowed(allowed) => {
-                let mut r = Refusal::local(StatusCode::METHOD_NOT_ALLOWED, "router", "method_not_allowed");
+                let mut r = Refusal::local(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "router",
+                    "method_not_allowed",
+                );
                 let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
                 if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
                     r.interruption.headers.insert(header::ALLOW, v);
@@ -145,7 +149,11 @@ impl Shared {
                 return Err(r);
             }
             Lookup::NotFound => {
-                return Err(Refusal::local(StatusCode::NOT_FOUND, "router", "route_not_found"));
+                return Err(Refusal::local(
+                    StatusCode::NOT_FOUND,
+                    "router",
+                    "route_not_found",
+                ));
             }
         };
 
@@ -159,7 +167,10 @@ impl Shared {
         let declared = declared_length(&head.headers);
         flow.request_body_size = declared;
         if declared.is_some_and(|n| n > route.max_body) {
-            return Err(Refusal::hygiene(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"));
+            return Err(Refusal::hygiene(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+            ));
         }
 
         let client_upgrade = client_upgrade.filter(|_| route.websocket);
@@ -202,7 +213,10 @@ impl Shared {
             head.headers.insert("x-request-id", v);
         }
         if !head.headers.contains_key(header::HOST)
-            && let Some(v) = flow.host.as_deref().and_then(|h| HeaderValue::from_str(h).ok())
+            && let Some(v) = flow
+                .host
+                .as_deref()
+                .and_then(|h| HeaderValue::from_str(h).ok())
         {
             head.headers.insert(header::HOST, v);
         }
@@ -211,7 +225,10 @@ impl Shared {
         let mut resp = match route.upstream.send(upstream_req).await {
             Ok(resp) => resp,
             Err(_) if exceeded.load(Ordering::Relaxed) => {
-                return Err(Refusal::hygiene(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"));
+                return Err(Refusal::hygiene(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                ));
             }
             Err(e) => {
                 self.metrics
@@ -249,16 +266,24 @@ impl Shared {
                 for (n, v) in keep {
                     parts.headers.insert(n, v);
                 }
-                return Ok(Response::from_parts(parts, ResponseBody::full(Bytes::new())));
+                return Ok(Response::from_parts(
+                    parts,
+                    ResponseBody::full(Bytes::new()),
+                ));
             }
             // A 101 we did not ask for cannot be passed on.
-            return Err(Refusal::local(StatusCode::BAD_GATEWAY, "upstream", "unexpected_upgrade"));
+            return Err(Refusal::local(
+                StatusCode::BAD_GATEWAY,
+                "upstream",
+                "unexpected_upgrade",
+            ));
         }
 
         let (mut parts, body) = resp.into_parts();
         forwarded::strip_hop_by_hop(&mut parts.headers, false);
         if !route.chain.is_empty()
-            && let PhaseOutcome::Deny(i) = route.chain.response_head(&mut flow.ctx, &mut parts).await
+            && let PhaseOutcome::Deny(i) =
+                route.chain.response_head(&mut flow.ctx, &mut parts).await
         {
             return Err(Refusal::defense(i));
         }
@@ -282,12 +307,7 @@ impl Shared {
                 rule_id: interruption.rule_id.clone(),
             });
         }
-        let denied_by = flow
-            .ctx
-            .decisions
-            .last()
-            .map(|d| d.layer)
-            .unwrap_or(layer);
+        let denied_by = flow.ctx.decisions.last().map(|d| d.layer).unwrap_or(layer);
         if security {
             self.metrics
                 .denials
@@ -325,7 +345,10 @@ impl Shared {
         let mut resp = Response::new(ResponseBody::full(body));
         *resp.status_mut() = interruption.status;
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if close {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -521,6 +544,7 @@ impl OnBodyEnd for Done {
         if log.is_off() {
             return;
         }
+        let tls = flow.ctx.client.tls.as_deref();
         let record = AccessRecord {
             timestamp: rfc3339(flow.started_wall),
             kind: "access",
@@ -546,6 +570,10 @@ impl OnBodyEnd for Done {
             request_body_size: flow.request_body_size,
             response_body_size: bytes,
             complete,
+            tls_version: tls.and_then(|t| t.version.as_deref()),
+            tls_client_subject: tls
+                .and_then(|t| t.peer_certificate.as_ref())
+                .map(|c| c.subject.as_str()),
             upstream: flow.upstream.as_deref(),
             decisions: flow
                 .ctx
@@ -598,10 +626,16 @@ impl RequestIds {
 
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| h.trim_start_matches('['));
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| h.trim_start_matches('['));
     }
     host.rsplit_once(':').map_or(host, |(h, port)| {
-        if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host }
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
     })
 }
 
@@ -611,7 +645,10 @@ fn set_path(uri: &mut http::Uri, path: &str) -> Result<(), Refusal> {
         None => path.to_string(),
     };
     let mut parts = std::mem::take(uri).into_parts();
-    parts.path_and_query = Some(pq.parse().map_err(|_| Refusal::hygiene(StatusCode::BAD_REQUEST, "bad_path"))?);
+    parts.path_and_query = Some(
+        pq.parse()
+            .map_err(|_| Refusal::hygiene(StatusCode::BAD_REQUEST, "bad_path"))?,
+    );
     *uri = http::Uri::from_parts(parts)
         .map_err(|_| Refusal::hygiene(StatusCode::BAD_REQUEST, "bad_path"))?;
     Ok(())
@@ -654,10 +691,16 @@ async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, Refusal> {
                 }
             }
             Err(BodyError::TooLarge(_)) => {
-                return Err(Refusal::hygiene(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"));
+                return Err(Refusal::hygiene(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                ));
             }
             Err(BodyError::Hyper(_)) => {
-                return Err(Refusal::hygiene(StatusCode::BAD_REQUEST, "body_read_failed"));
+                return Err(Refusal::hygiene(
+                    StatusCode::BAD_REQUEST,
+                    "body_read_failed",
+                ));
             }
         }
     }
@@ -671,8 +714,16 @@ fn redirect_to_https(
     status: StatusCode,
 ) -> Response<ResponseBody> {
     let host = host.map(strip_port).unwrap_or("localhost");
-    let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
-    let authority = if port == 443 { host } else { format!("{host}:{port}") };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let authority = if port == 443 {
+        host
+    } else {
+        format!("{host}:{port}")
+    };
     let pq = head.uri.path_and_query().map_or("/", |p| p.as_str());
     let location = format!("https://{authority}{pq}");
     let mut resp = Response::new(ResponseBody::full(Bytes::new()));
@@ -697,4 +748,3 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     let mut u = hyper_util::rt::TokioIo::new(u);
     let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
 }
-

@@ -1,6 +1,6 @@
 //! Clients for tests: raw bytes over TCP, HTTP/1.1, h2c, HTTPS (HTTP/1.1 or h2 by ALPN) and
 //! WebSocket. Every exchange is bounded by a timeout (the caller's, or
-//! [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT)) so a misbehaving server fails the test instead
+//! [`DEFAULT_TIMEOUT`]) so a misbehaving server fails the test instead
 //! of hanging it, and every connection task is aborted when the helper returns.
 
 use std::error::Error as StdError;

@@ -1,5 +1,6 @@
-//! A mock upstream HTTP server (HTTP/1.1; h2c and TLS variants too) and two degenerate TCP endpoints (a closed port and a
-//! black hole) for testing the proxy's forwarding and failure handling.
+//! A mock upstream HTTP server (HTTP/1.1; h2c and TLS variants too) and two degenerate TCP
+//! endpoints (a closed port and a black hole) for testing the proxy's forwarding and failure
+//! handling.
 //!
 //! [`MockUpstream`] routes by path:
 //!
@@ -10,7 +11,7 @@
 //! | `/slow?ms=N` | the echo, after waiting N ms |
 //! | `/status/N` | status N, `text/plain` body `status N\n` (empty for 204/304) |
 //! | `/bytes?n=N` | N bytes of `x` in 16 KiB frames, with `content-length`; add `&chunked=1` for chunked transfer encoding instead |
-//! | `/ws` | WebSocket echo (101) when the request asks for `Upgrade: websocket`, else 426 |
+//! | `/ws` | WebSocket echo (101) when the request asks for `Upgrade: websocket`, else 426 (without an `upgrade` header, to keep hop-by-hop headers out of answers) |
 //!
 //! The echo body is
 //! `{"method": "GET", "path": "/a?b=c", "uri": "/a?b=c", "version": "HTTP/1.1",
@@ -18,7 +19,11 @@
 //! `uri` the full request target (differs only for absolute-form requests), header names are
 //! lower case and repeated headers are joined with `", "`. The request body is always read
 //! to the end (and counted) before the answer is sent, whatever the route. Every answer
-//! carries `server: mock-upstream` and `x-powered-by: test` (and hyper's `date`).
+//! carries `server: mock-upstream` and `x-powered-by: test` (and hyper's `date`); no
+//! hop-by-hop header is added except on `/hop` and the 101 (`upgrade`, `connection`).
+//!
+//! Note that [`wait_for_port`](crate::wait_for_port) probes count in
+//! [`MockUpstream::connections`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

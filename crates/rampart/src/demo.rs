@@ -35,8 +35,7 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     let config_path = dir.join("rampart-demo.yaml");
     std::fs::write(&config_path, &yaml)
         .with_context(|| format!("writing {}", config_path.display()))?;
-    let config =
-        rampart_config::parse(&yaml, &config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = rampart_config::parse(&yaml, &config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let gateway = Gateway::start(config, &config_path).await?;
 
     print_banner(&config_path);
@@ -52,7 +51,8 @@ pub async fn run() -> anyhow::Result<ExitCode> {
 
 fn write_self_signed(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    let certified = rcgen::generate_simple_self_signed(names).context("generating a certificate")?;
+    let certified =
+        rcgen::generate_simple_self_signed(names).context("generating a certificate")?;
     let cert = dir.join("demo-cert.pem");
     let key = dir.join("demo-key.pem");
     std::fs::write(&cert, certified.cert.pem())?;
@@ -185,8 +185,10 @@ async fn api(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::conve
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
-    resp.headers_mut()
-        .insert(http::header::SERVER, http::HeaderValue::from_static("demo-api/1.0"));
+    resp.headers_mut().insert(
+        http::header::SERVER,
+        http::HeaderValue::from_static("demo-api/1.0"),
+    );
     Ok(resp)
 }
 

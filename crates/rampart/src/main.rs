@@ -74,9 +74,8 @@ fn main() -> ExitCode {
             config,
             workers,
             watch_interval,
-        } => runtime(workers).and_then(|rt| {
-            rt.block_on(run(config, Duration::from_secs(watch_interval)))
-        }),
+        } => runtime(workers)
+            .and_then(|rt| rt.block_on(run(config, Duration::from_secs(watch_interval)))),
         Command::Demo => runtime(None).and_then(|rt| rt.block_on(demo::run())),
     };
     match result {
@@ -166,17 +165,17 @@ async fn run(path: PathBuf, watch_interval: Duration) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-fn signal(
-    kind: tokio::signal::unix::SignalKind,
-) -> anyhow::Result<tokio::signal::unix::Signal> {
+fn signal(kind: tokio::signal::unix::SignalKind) -> anyhow::Result<tokio::signal::unix::Signal> {
     tokio::signal::unix::signal(kind).context("installing a signal handler")
 }
 
 fn reload(gateway: &Gateway, path: &Path, watched: &mut Fingerprint, why: &str) {
-    let outcome = load(path).map_err(rampart_proxy::ReloadError::from).and_then(|c| {
-        let fp = Fingerprint::of(path, &c);
-        gateway.reload(c).map(|()| fp)
-    });
+    let outcome = load(path)
+        .map_err(rampart_proxy::ReloadError::from)
+        .and_then(|c| {
+            let fp = Fingerprint::of(path, &c);
+            gateway.reload(c).map(|()| fp)
+        });
     match outcome {
         Ok(fp) => {
             *watched = fp;
@@ -210,10 +209,13 @@ impl Fingerprint {
             }
         }
         Self {
-            files: files.into_iter().map(|f| {
-                let s = stat(&f);
-                (f, s)
-            }).collect(),
+            files: files
+                .into_iter()
+                .map(|f| {
+                    let s = stat(&f);
+                    (f, s)
+                })
+                .collect(),
         }
     }
 
