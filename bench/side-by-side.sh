@@ -34,7 +34,12 @@
 #   KEEP_TMP=1    keep the temporary directory (configs, h2load outputs and
 #                 per-request logs) afterwards
 #   WAIT_IDLE     seconds to wait for the machine to be quiet (all CPUs
-#                 < IDLE_BUSY_PCT% busy, default 10) before starting  (300)
+#                 < IDLE_BUSY_PCT% busy, default 10) before starting,
+#                 and before repeating a disturbed measurement        (300)
+#   MAX_FOREIGN   a measurement during which processes other than this
+#                 benchmark's used more than this fraction of one CPU
+#                 is repeated (after waiting for quiet)               (0.05)
+#   MAX_ATTEMPTS  attempts per measurement; the last is kept, flagged  (3)
 #
 # Output: bench/out/side-by-side-<timestamp>.json (every sample) and
 #         bench/out/side-by-side-<timestamp>.md (the summary table, also on stdout).
@@ -68,23 +73,26 @@ KEEP_TMP="${KEEP_TMP:-0}"
 READY_TIMEOUT="${READY_TIMEOUT:-30}"
 WAIT_IDLE="${WAIT_IDLE:-300}"
 IDLE_BUSY_PCT="${IDLE_BUSY_PCT:-10}"
+MAX_FOREIGN="${MAX_FOREIGN:-0.05}"
+MAX_ATTEMPTS="${MAX_ATTEMPTS:-3}"
 URL_PATH="/api/item.json"
 
 log() { printf '[side-by-side %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '[side-by-side] ERROR: %s\n' "$*" >&2; exit 1; }
 
 case "${1:-}" in
-  -h|--help) sed -n '2,44p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
   "") ;;
   *) die "unknown argument '$1' (configuration is by environment variables; see --help)" ;;
 esac
 
 for v in ROUNDS DURATION WARMUP CONNS LAT_ROUNDS LAT_DURATION PROXY_CPU LOAD_CPU \
          UPSTREAM_PORT RAMPART_PORT RAMPART_ADMIN_PORT NGINX_PORT HAPROXY_PORT READY_TIMEOUT \
-         WAIT_IDLE IDLE_BUSY_PCT; do
+         WAIT_IDLE IDLE_BUSY_PCT MAX_ATTEMPTS; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
 done
-(( ROUNDS >= 1 && DURATION >= 1 && CONNS >= 1 )) || die "ROUNDS, DURATION and CONNS must be >= 1"
+(( ROUNDS >= 1 && DURATION >= 1 && CONNS >= 1 && MAX_ATTEMPTS >= 1 )) \
+  || die "ROUNDS, DURATION, CONNS and MAX_ATTEMPTS must be >= 1"
 for p in $PROXIES; do
   case "$p" in rampart|nginx|haproxy) ;; *) die "unknown proxy '$p' in PROXIES" ;; esac
 done
@@ -419,19 +427,26 @@ run_h2load() {
   fi
 }
 
-measure() {
-  # measure KIND PROXY ROUND ORDER [RPS_PER_CLIENT TARGET_TOTAL]
-  local kind="$1" name="$2" round="$3" order="$4" rps_client="${5:-}" target="${6:-}"
-  local port url pid base c0 c1 b0 b1 l0 l1 mode=""
+snapshot() {
+  # snapshot PID: "proxy-tree-ticks proxy-cpu-busy load-cpu-busy foreign-ticks"
+  echo "$(cpu_ticks_of_tree "$1") $(cpu_busy_ticks "$PROXY_CPU") $(cpu_busy_ticks "$LOAD_CPU")" \
+       "$(python3 "$REPORT_PY" foreign-cpu --root "$$")"
+}
+
+measure_once() {
+  # measure_once KIND PROXY ROUND ORDER ATTEMPT [RPS_PER_CLIENT TARGET_TOTAL]
+  # returns 3 if other processes used more than MAX_FOREIGN of a CPU meanwhile
+  local kind="$1" name="$2" round="$3" order="$4" attempt="$5" rps_client="${6:-}" target="${7:-}"
+  local port url pid base mode="" s0 s1
   port="$(proxy_port "$name")"
   url="http://127.0.0.1:$port$URL_PATH"
   pid="${PID_OF[$name]}"
   kill -0 "$pid" 2>/dev/null || die "$name (pid $pid) is no longer running"
-  base="$WORK/$kind-$name-r$round"
+  base="$WORK/$kind-$name-r$round-a$attempt"
   if (( WARMUP > 0 )); then
     run_h2load "$base.warmup.txt" --h1 -c "$CONNS" -t 1 -D "$WARMUP" "$url"
   fi
-  c0="$(cpu_ticks_of_tree "$pid")"; b0="$(cpu_busy_ticks "$PROXY_CPU")"; l0="$(cpu_busy_ticks "$LOAD_CPU")"
+  s0="$(snapshot "$pid")"
   if [[ "$kind" == closed ]]; then
     run_h2load "$base.txt" --h1 -c "$CONNS" -t 1 -D "$DURATION" "$url"
   else
@@ -444,12 +459,12 @@ measure() {
              --rps "$rps_client" -n $(( rps_client * CONNS * LAT_DURATION )) \
              --log-file "$base.log" "$url"; then
         # h2load's -r mode does not reconnect when the server closes a
-        # connection, and then waits forever (until `timeout`)
+        # connection, and then waits until `timeout` ends it
         log "WARNING: staggered open-loop run against $name failed; repeating it in burst mode"
         tail -5 "$base.txt" >&2
         mode=burst
         rm -f "$base.log"
-        c0="$(cpu_ticks_of_tree "$pid")"; b0="$(cpu_busy_ticks "$PROXY_CPU")"; l0="$(cpu_busy_ticks "$LOAD_CPU")"
+        s0="$(snapshot "$pid")"
       fi
     fi
     if [[ "$mode" == burst ]]; then
@@ -457,15 +472,40 @@ measure() {
         --log-file "$base.log" "$url"
     fi
   fi
-  c1="$(cpu_ticks_of_tree "$pid")"; b1="$(cpu_busy_ticks "$PROXY_CPU")"; l1="$(cpu_busy_ticks "$LOAD_CPU")"
-  local extra=()
+  s1="$(snapshot "$pid")"
+  local a b extra=() rc=0
+  read -r -a a <<<"$s0"; read -r -a b <<<"$s1"
   [[ "$kind" == open ]] && extra=(--log-file "$base.log" --target-rps "$target" --lat-mode "$mode")
   python3 "$REPORT_PY" record --jsonl "$SAMPLES" --kind "$kind" --proxy "$name" \
-    --round "$round" --order "$order" --h2load-out "$base.txt" --clk-tck "$CLK_TCK" \
-    --cpu-before "$c0" --cpu-after "$c1" --cpu1-busy-before "$b0" --cpu1-busy-after "$b1" \
-    --cpu0-busy-before "$l0" --cpu0-busy-after "$l1" "${extra[@]}"
+    --round "$round" --order "$order" --attempt "$attempt" --h2load-out "$base.txt" \
+    --clk-tck "$CLK_TCK" --cpu-before "${a[0]}" --cpu-after "${b[0]}" \
+    --cpu1-busy-before "${a[1]}" --cpu1-busy-after "${b[1]}" \
+    --cpu0-busy-before "${a[2]}" --cpu0-busy-after "${b[2]}" \
+    --foreign-before "${a[3]}" --foreign-after "${b[3]}" --max-foreign "$MAX_FOREIGN" \
+    "${extra[@]}" || rc=$?
   # per-request logs are large; the summary is in the JSON
   [[ "$KEEP_TMP" == 1 ]] || rm -f "$base.log"
+  return "$rc"
+}
+
+measure() {
+  # measure KIND PROXY ROUND ORDER [RPS_PER_CLIENT TARGET_TOTAL]
+  # repeats a measurement that other processes disturbed, up to MAX_ATTEMPTS
+  local attempt rc
+  for ((attempt = 1; attempt <= MAX_ATTEMPTS; attempt++)); do
+    rc=0
+    measure_once "$1" "$2" "$3" "$4" "$attempt" "${@:5}" || rc=$?
+    case "$rc" in
+      0) return 0 ;;
+      3) if ((attempt < MAX_ATTEMPTS)); then
+           log "other processes used CPU during that run; waiting for quiet and repeating it"
+           wait_idle
+         else
+           log "WARNING: still disturbed after $MAX_ATTEMPTS attempts; keeping it, flagged"
+         fi ;;
+      *) die "recording the $1-loop result for $2 failed" ;;
+    esac
+  done
 }
 
 rotated() {
@@ -499,16 +539,22 @@ if [[ " $PROXIES " == *" rampart "* ]]; then
   RAMPART_VERSION="$("$RAMPART_BIN" --version 2>/dev/null | awk 'NR == 1' || true)"
   RAMPART_VERSION="${RAMPART_VERSION:-rampart} (git $RAMPART_COMMIT)"
 fi
-PREFLIGHT_BUSY="$(busy_pct_over_1s)"
+wait_idle() {
+  # wait (at most WAIT_IDLE seconds) until the machine is below IDLE_BUSY_PCT busy;
+  # sets LAST_BUSY
+  local deadline=$((SECONDS + WAIT_IDLE))
+  LAST_BUSY="$(busy_pct_over_1s)"
+  while awk -v b="$LAST_BUSY" -v t="$IDLE_BUSY_PCT" 'BEGIN { exit !(b > t) }' \
+        && ((SECONDS < deadline)); do
+    log "machine ${LAST_BUSY}% busy (> ${IDLE_BUSY_PCT}%); waiting up to $((deadline - SECONDS))s more for it to go quiet"
+    sleep 4
+    LAST_BUSY="$(busy_pct_over_1s)"
+  done
+}
 # A build or test running beside the benchmark ruins it: wait (bounded) for a
 # quiet machine before starting.
-idle_deadline=$((SECONDS + WAIT_IDLE))
-while awk -v b="$PREFLIGHT_BUSY" -v t="$IDLE_BUSY_PCT" 'BEGIN { exit !(b > t) }' \
-      && ((SECONDS < idle_deadline)); do
-  log "machine ${PREFLIGHT_BUSY}% busy (> ${IDLE_BUSY_PCT}%); waiting up to $((idle_deadline - SECONDS))s more for it to go quiet"
-  sleep 4
-  PREFLIGHT_BUSY="$(busy_pct_over_1s)"
-done
+wait_idle
+PREFLIGHT_BUSY="$LAST_BUSY"
 log "machine: $NCPU CPUs, $CPU_MODEL, kernel $KERNEL; busy ${PREFLIGHT_BUSY}% before start"
 log "$NGINX_VERSION | $HAPROXY_VERSION | $H2LOAD_VERSION${RAMPART_VERSION:+ | $RAMPART_VERSION}"
 if awk -v b="$PREFLIGHT_BUSY" 'BEGIN { exit !(b > 10) }'; then
@@ -564,29 +610,42 @@ else
 fi
 
 # ---------------------------------------------------------------- report
-python3 - "$WORK/meta.json" <<EOF
-import json, sys
+export TS NCPU CPU_MODEL KERNEL NGINX_VERSION HAPROXY_VERSION H2LOAD_VERSION RAMPART_VERSION \
+  PREFLIGHT_BUSY ROUNDS DURATION WARMUP CONNS LAT_ROUNDS LAT_DURATION LAT_FRACTION LAT_MODE \
+  PROXY_CPU LOAD_CPU BODY_BYTES MAX_FOREIGN MAX_ATTEMPTS URL_PATH WORK
+export PROXY_NAMES="${PROXY_LIST[*]}" LAT_REQUESTS=$(( rps_client * CONNS * LAT_DURATION )) \
+  LAT_RPS_CLIENT="$rps_client" LAT_TARGET_TOTAL="$target_total"
+python3 - "$WORK/meta.json" <<'EOF'
+import json, os, sys
+e = os.environ
+proxies = e["PROXY_NAMES"].split()
+def conf(name, path):
+    return open(os.path.join(e["WORK"], path)).read() if name in proxies else None
 meta = {
-    "timestamp": "$TS",
-    "proxies": "${PROXY_LIST[*]}".split(),
-    "machine": {"nproc": $NCPU, "cpu_model": """$CPU_MODEL""", "kernel": "$KERNEL"},
-    "versions": {"nginx": "$NGINX_VERSION", "haproxy": "$HAPROXY_VERSION",
-                 "h2load": "$H2LOAD_VERSION", "rampart": "$RAMPART_VERSION"},
-    "preflight_busy_pct": float("$PREFLIGHT_BUSY"),
+    "timestamp": e["TS"],
+    "proxies": proxies,
+    "machine": {"nproc": int(e["NCPU"]), "cpu_model": e["CPU_MODEL"], "kernel": e["KERNEL"]},
+    "versions": {"nginx": e["NGINX_VERSION"], "haproxy": e["HAPROXY_VERSION"],
+                 "h2load": e["H2LOAD_VERSION"], "rampart": e["RAMPART_VERSION"]},
+    "preflight_busy_pct": float(e["PREFLIGHT_BUSY"]),
     "config": {
-        "rounds": $ROUNDS, "duration": $DURATION, "warmup": $WARMUP, "conns": $CONNS,
-        "lat_rounds": $LAT_ROUNDS, "lat_duration": $LAT_DURATION,
-        "lat_fraction": float("$LAT_FRACTION"), "lat_conns": $CONNS, "lat_mode": "$LAT_MODE",
-        "lat_requests": $(( rps_client * CONNS * LAT_DURATION )),
-        "lat_rps_per_client": $rps_client, "lat_target_total_rps": $target_total,
-        "proxy_cpu": $PROXY_CPU, "load_cpu": $LOAD_CPU, "body_bytes": $BODY_BYTES,
-        "url_path": "$URL_PATH",
+        "rounds": int(e["ROUNDS"]), "duration": int(e["DURATION"]),
+        "warmup": int(e["WARMUP"]), "conns": int(e["CONNS"]),
+        "lat_rounds": int(e["LAT_ROUNDS"]), "lat_duration": int(e["LAT_DURATION"]),
+        "lat_fraction": float(e["LAT_FRACTION"]), "lat_conns": int(e["CONNS"]),
+        "lat_mode": e["LAT_MODE"], "lat_requests": int(e["LAT_REQUESTS"]),
+        "lat_rps_per_client": int(e["LAT_RPS_CLIENT"]),
+        "lat_target_total_rps": int(e["LAT_TARGET_TOTAL"]),
+        "proxy_cpu": int(e["PROXY_CPU"]), "load_cpu": int(e["LOAD_CPU"]),
+        "body_bytes": int(e["BODY_BYTES"]),
+        "max_foreign": float(e["MAX_FOREIGN"]), "max_attempts": int(e["MAX_ATTEMPTS"]),
+        "url_path": e["URL_PATH"],
     },
     "configs": {
-        "nginx": open("$WORK/nginx/nginx.conf").read() if "nginx" in "${PROXY_LIST[*]}".split() else None,
-        "haproxy": open("$WORK/haproxy/haproxy.cfg").read() if "haproxy" in "${PROXY_LIST[*]}".split() else None,
-        "rampart": open("$WORK/rampart/rampart.yaml").read() if "rampart" in "${PROXY_LIST[*]}".split() else None,
-        "upstream": open("$WORK/upstream/nginx.conf").read(),
+        "nginx": conf("nginx", "nginx/nginx.conf"),
+        "haproxy": conf("haproxy", "haproxy/haproxy.cfg"),
+        "rampart": conf("rampart", "rampart/rampart.yaml"),
+        "upstream": open(os.path.join(e["WORK"], "upstream/nginx.conf")).read(),
     },
 }
 json.dump(meta, open(sys.argv[1], "w"), indent=2)

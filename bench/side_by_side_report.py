@@ -97,6 +97,47 @@ def latency_summary(path):
     }
 
 
+def read_procs():
+    """pid -> (ppid, utime+stime+cutime+cstime ticks, is_kernel_thread)"""
+    import os
+
+    procs = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", encoding="utf-8", errors="replace") as f:
+                st = f.read()
+        except OSError:
+            continue
+        rest = st[st.rfind(")") + 2 :].split()
+        # rest[0] is field 3 (state); ppid=4, flags=9, utime..cstime=14..17
+        ppid = int(rest[1])
+        flags = int(rest[6])
+        ticks = sum(int(x) for x in rest[11:15])
+        procs[int(d)] = (ppid, ticks, bool(flags & 0x00200000) or ppid == 2 or int(d) == 2)
+    return procs
+
+
+def cmd_foreign_cpu(a):
+    """CPU ticks used so far by processes outside our own process tree (user-space
+    processes only: kernel threads such as ksoftirqd do work for our traffic).
+    Exited-and-reaped children are counted through their parent's cutime/cstime."""
+    procs = read_procs()
+    ours = {a.root}
+    changed = True
+    while changed:
+        changed = False
+        for pid, (ppid, _, _) in procs.items():
+            if ppid in ours and pid not in ours:
+                ours.add(pid)
+                changed = True
+    total = sum(t for pid, (_, t, kt) in procs.items() if pid not in ours and not kt)
+    # our own ancestors (the shell that started us, etc.) count our whole tree in
+    # their cutime once we exit; they do not exit during a run, so this is stable
+    print(total)
+
+
 def cmd_record(a):
     rec = {
         "kind": a.kind,
@@ -125,6 +166,13 @@ def cmd_record(a):
         (busy1 - cpu_s) / h["elapsed_s"] if h["elapsed_s"] > 0 else None
     )
     rec["load_cpu_busy_util"] = busy0 / h["elapsed_s"] if h["elapsed_s"] > 0 else None
+    foreign = (a.foreign_after - a.foreign_before) / a.clk_tck
+    rec["foreign_cpu_s"] = foreign
+    rec["foreign_cpu_util"] = foreign / h["elapsed_s"] if h["elapsed_s"] > 0 else None
+    rec["attempt"] = a.attempt
+    rec["disturbed"] = bool(
+        rec["foreign_cpu_util"] is not None and rec["foreign_cpu_util"] > a.max_foreign
+    )
     if a.kind == "closed":
         rec["rps"] = ok / h["elapsed_s"] if h["elapsed_s"] > 0 else 0.0
     else:
@@ -148,6 +196,12 @@ def cmd_record(a):
             f"p99={fmt_us(lat['p99_us'])} samples={lat['samples']} "
             f"achieved={lat['achieved_rps'] or 0:.0f} req/s"
         )
+    if rec["disturbed"]:
+        print(
+            f"    ({a.proxy}: other processes used {100 * rec['foreign_cpu_util']:.0f}% "
+            f"of a CPU during this run)",
+            file=sys.stderr,
+        )
     bad = h["requests"]["failed"] + h["requests"]["errored"] + h["requests"]["timeout"]
     st = h.get("status", {})
     non2xx = st.get("3xx", 0) + st.get("4xx", 0) + st.get("5xx", 0)
@@ -157,11 +211,28 @@ def cmd_record(a):
             f"{non2xx} non-2xx, {ok} succeeded",
             file=sys.stderr,
         )
+    if rec["disturbed"]:
+        sys.exit(3)
 
 
 def load(jsonl):
+    """All samples, each marked "used": for every (kind, proxy, round) the last
+    undisturbed attempt, or the last attempt if all were disturbed."""
     with open(jsonl, encoding="utf-8") as f:
-        return [json.loads(l) for l in f if l.strip()]
+        recs = [json.loads(l) for l in f if l.strip()]
+    chosen = {}
+    for i, r in enumerate(recs):
+        key = (r["kind"], r["proxy"], r["round"])
+        prev = chosen.get(key)
+        if prev is None or not r.get("disturbed") or recs[prev].get("disturbed"):
+            chosen[key] = i
+    for i, r in enumerate(recs):
+        r["used"] = chosen[(r["kind"], r["proxy"], r["round"])] == i
+    return recs
+
+
+def used(recs):
+    return [r for r in recs if r["used"]]
 
 
 def closed_by_proxy(recs):
@@ -173,7 +244,7 @@ def closed_by_proxy(recs):
 
 
 def cmd_median_rps(a):
-    by = closed_by_proxy(load(a.jsonl))
+    by = closed_by_proxy(used(load(a.jsonl)))
     meds = [statistics.median(x["rps"] for x in v) for v in by.values()]
     print(f"{min(meds):.0f}")
 
@@ -191,7 +262,8 @@ def fmt_num(v, nd=0):
 
 
 def cmd_report(a):
-    recs = load(a.jsonl)
+    all_recs = load(a.jsonl)
+    recs = used(all_recs)
     meta = json.load(open(a.meta, encoding="utf-8"))
     proxies = meta["proxies"]
     by = closed_by_proxy(recs)
@@ -255,7 +327,7 @@ def cmd_report(a):
         "meta": meta,
         "summary": summary,
         "throughput_ratios": ratios,
-        "samples": recs,
+        "samples": all_recs,
     }
     with open(a.out_json, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)
@@ -370,6 +442,21 @@ def cmd_report(a):
                 f"of its CPU in the closed-loop runs (not saturated: the load generator, "
                 f"upstream or the proxy's own design limited it)"
             )
+    repeated = sum(1 for r in all_recs if not r["used"])
+    if repeated:
+        lines.append("")
+        lines.append(
+            f"{repeated} measurement(s) were repeated because other processes used more "
+            f"than {100 * m['config']['max_foreign']:.0f}% of a CPU during them; the JSON "
+            f"keeps them with \"used\": false."
+        )
+    still = [r for r in recs if r.get("disturbed")]
+    if still:
+        warn.append(
+            f"{len(still)} measurement(s) in the table were disturbed by other processes "
+            f"in every attempt: "
+            + ", ".join(f"{r['kind']}/{r['proxy']}/round {r['round']}" for r in still)
+        )
     if m.get("preflight_busy_pct") is not None and m["preflight_busy_pct"] > 10:
         warn.append(
             f"the machine was {m['preflight_busy_pct']:.0f}% busy before the run started "
@@ -406,7 +493,14 @@ def main():
     r.add_argument("--cpu1-busy-after", type=int, required=True)
     r.add_argument("--cpu0-busy-before", type=int, required=True)
     r.add_argument("--cpu0-busy-after", type=int, required=True)
+    r.add_argument("--foreign-before", type=int, required=True)
+    r.add_argument("--foreign-after", type=int, required=True)
+    r.add_argument("--max-foreign", type=float, required=True)
+    r.add_argument("--attempt", type=int, default=1)
     r.set_defaults(fn=cmd_record)
+    fc = sub.add_parser("foreign-cpu")
+    fc.add_argument("--root", type=int, required=True)
+    fc.set_defaults(fn=cmd_foreign_cpu)
     m = sub.add_parser("median-rps")
     m.add_argument("--jsonl", required=True)
     m.set_defaults(fn=cmd_median_rps)

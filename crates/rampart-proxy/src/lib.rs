@@ -169,13 +169,23 @@ impl Gateway {
     /// adds a listener is applied for everything else and the difference is logged.
     pub fn reload(&self, config: Config) -> Result<(), ReloadError> {
         let result = self.try_reload(config);
-        let label = if result.is_ok() { "ok" } else { "error" };
+        self.count_reload(result.is_ok());
+        result
+    }
+
+    /// Counts a reload that failed before a config reached [`Gateway::reload`] (the file
+    /// could not be read or parsed), so the reload metric covers every attempt.
+    pub fn reload_failed(&self) {
+        self.count_reload(false);
+    }
+
+    fn count_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
         self.shared
             .metrics
             .reloads
-            .get_or_create(&metrics::ResultLabels { result: label })
+            .get_or_create(&metrics::ResultLabels { result })
             .inc();
-        result
     }
 
     fn try_reload(&self, config: Config) -> Result<(), ReloadError> {

@@ -368,7 +368,8 @@ mod rampart_core_layer {
 
 /// A request the proxy will not pass on.
 struct Refusal {
-    interruption: Interruption,
+    /// Boxed: a refusal travels in `Err` through the whole request path.
+    interruption: Box<Interruption>,
     layer: &'static str,
     /// Counted as a denial and logged as a security event.
     security: bool,
@@ -379,7 +380,7 @@ struct Refusal {
 impl Refusal {
     fn hygiene(status: StatusCode, reason: &'static str) -> Self {
         Self {
-            interruption: Interruption::new(status, reason),
+            interruption: Box::new(Interruption::new(status, reason)),
             layer: "hygiene",
             security: true,
             close: status == StatusCode::BAD_REQUEST
@@ -390,7 +391,7 @@ impl Refusal {
 
     fn local(status: StatusCode, layer: &'static str, reason: &'static str) -> Self {
         Self {
-            interruption: Interruption::new(status, reason),
+            interruption: Box::new(Interruption::new(status, reason)),
             layer,
             security: false,
             close: false,
@@ -399,7 +400,7 @@ impl Refusal {
 
     fn defense(interruption: Interruption) -> Self {
         Self {
-            interruption,
+            interruption: Box::new(interruption),
             layer: rampart_core_layer::DEFENSE,
             security: true,
             close: false,

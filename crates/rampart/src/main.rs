@@ -170,12 +170,16 @@ fn signal(kind: tokio::signal::unix::SignalKind) -> anyhow::Result<tokio::signal
 }
 
 fn reload(gateway: &Gateway, path: &Path, watched: &mut Fingerprint, why: &str) {
-    let outcome = load(path)
-        .map_err(rampart_proxy::ReloadError::from)
-        .and_then(|c| {
+    let outcome = match load(path) {
+        Ok(c) => {
             let fp = Fingerprint::of(path, &c);
             gateway.reload(c).map(|()| fp)
-        });
+        }
+        Err(e) => {
+            gateway.reload_failed();
+            Err(e.into())
+        }
+    };
     match outcome {
         Ok(fp) => {
             *watched = fp;

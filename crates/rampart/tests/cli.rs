@@ -1,0 +1,414 @@
+//! The binary end to end: `validate`, `run` with SIGHUP and file-change reloads, SIGTERM
+//! drain, `schema`, and `demo`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rampart_test_support::client::{http1_get, tls_get};
+use rampart_test_support::upstream::MockUpstream;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rampart");
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("rampart-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `rampart run`, killed on drop.
+struct Gateway {
+    child: Child,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn stderr(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut s = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    }
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn config(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    upstream: SocketAddr,
+    extra_routes: &str,
+) -> String {
+    format!(
+        r#"listeners:
+  - name: http
+    bind: "{listen}"
+admin:
+  bind: "{admin}"
+access_log:
+  output: "off"
+upstreams:
+  up:
+    targets: ["{upstream}"]
+routes:
+  - name: all
+    match: {{ prefix: /api }}
+    upstream: up
+{extra_routes}"#
+    )
+}
+
+async fn spawn(config: &Path, admin: SocketAddr, watch_interval: &str) -> Gateway {
+    let child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(config)
+        .args(["--workers", "1", "--watch-interval", watch_interval])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let gw = Gateway { child };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(admin).await.is_ok() {
+            return gw;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gateway did not start: {}", gw.stderr());
+}
+
+async fn status(addr: SocketAddr, path: &str) -> u16 {
+    http1_get(addr, path, &[]).await.status().as_u16()
+}
+
+#[test]
+fn validate_accepts_a_good_config() {
+    let dir = Dir::new("validate-ok");
+    let f = dir.file(
+        "ok.yaml",
+        &config(free_port(), free_port(), free_port(), ""),
+    );
+    let out = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with(": OK\n"));
+}
+
+#[test]
+fn validate_names_the_line_of_an_unknown_field_or_bad_duration() {
+    let dir = Dir::new("validate-bad");
+    let good = config(free_port(), free_port(), free_port(), "");
+    let unknown = good.replace("    targets:", "    tragets:");
+    let f = dir.file("unknown.yaml", &unknown);
+    let out = Command::new(BIN)
+        .args(["validate", "-c"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:10:5: unknown field `tragets`", f.display())),
+        "{err}"
+    );
+
+    let bad = good.replace("    targets:", "    connect_timeout: soon\n    targets:");
+    let f = dir.file("duration.yaml", &bad);
+    let out = Command::new(BIN)
+        .args(["validate", "-c"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:10:22: invalid duration \"soon\"", f.display())),
+        "{err}"
+    );
+
+    // Several semantic errors are all reported.
+    let two = good
+        .replace("upstream: up", "upstream: nowhere")
+        .replace("prefix: /api", "prefix: api");
+    let f = dir.file("two.yaml", &two);
+    let out = Command::new(BIN)
+        .args(["validate", "-c"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown upstream \"nowhere\""), "{err}");
+    assert!(err.contains("must start with /"), "{err}");
+    assert!(err.contains("2 error(s)"), "{err}");
+
+    let out = Command::new(BIN)
+        .args(["validate", "-c", "/nonexistent/rampart.yaml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn schema_command_matches_the_published_schema() {
+    let out = Command::new(BIN).arg("schema").output().unwrap();
+    assert!(out.status.success());
+    let published = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.schema.json"),
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), published);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_a_broken_config_keeps_the_old_one() {
+    let up = MockUpstream::start().await;
+    let dir = Dir::new("sighup");
+    let (listen, admin) = (free_port(), free_port());
+    let cfg = dir.file("r.yaml", &config(listen, admin, up.addr, ""));
+    let gw = spawn(&cfg, admin, "0").await;
+    assert_eq!(status(listen, "/api/x").await, 200);
+    assert_eq!(status(listen, "/new").await, 404);
+
+    let with_new = config(
+        listen,
+        admin,
+        up.addr,
+        "  - name: new\n    match: { prefix: /new }\n    upstream: up\n",
+    );
+    std::fs::write(&cfg, &with_new).unwrap();
+    gw.signal("-HUP");
+    wait_for(|| async { status(listen, "/new").await == 200 }).await;
+
+    // A broken file: the reload is refused and the previous config keeps serving.
+    std::fs::write(&cfg, with_new.replace("routes:", "routez:")).unwrap();
+    gw.signal("-HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(status(listen, "/new").await, 200);
+    assert_eq!(status(listen, "/api/x").await, 200);
+    let m = String::from_utf8(http1_get(admin, "/metrics", &[]).await.body().to_vec()).unwrap();
+    let log = gw.stderr();
+    assert!(
+        m.contains(r#"rampart_config_reloads_total{result="error"} 1"#),
+        "{m}\n{log}"
+    );
+    assert!(log.contains("reload refused"), "{log}");
+    assert!(log.contains("unknown field `routez`"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_config_file_is_reloaded_without_a_signal() {
+    let up = MockUpstream::start().await;
+    let dir = Dir::new("watch");
+    let (listen, admin) = (free_port(), free_port());
+    let cfg = dir.file("w.yaml", &config(listen, admin, up.addr, ""));
+    let _gw = spawn(&cfg, admin, "1").await;
+    assert_eq!(status(listen, "/watched").await, 404);
+    std::fs::write(
+        &cfg,
+        config(
+            listen,
+            admin,
+            up.addr,
+            "  - name: w\n    match: { prefix: /watched }\n    upstream: up\n",
+        ),
+    )
+    .unwrap();
+    wait_for(|| async { status(listen, "/watched").await == 200 }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_then_exits() {
+    let up = MockUpstream::start().await;
+    let dir = Dir::new("drain");
+    let (listen, admin) = (free_port(), free_port());
+    let slow_route = "  - name: slow\n    match: { path: /slow }\n    upstream: up\n";
+    let cfg = dir.file("d.yaml", &config(listen, admin, up.addr, slow_route));
+    let mut gw = spawn(&cfg, admin, "0").await;
+    let slow = tokio::spawn(async move { http1_get(listen, "/slow?ms=1000", &[]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.signal("-TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        status(admin, "/readyz").await,
+        503,
+        "readiness must fail while draining"
+    );
+    assert_eq!(slow.await.unwrap().status(), 200, "in-flight request cut");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(code) = gw.child.try_wait().unwrap() {
+            assert!(code.success(), "exit status {code}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not exit after draining");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `rampart demo` on its fixed ports: proxies to the demo API over HTTP, and TLS answers with
+/// HSTS. Skipped ports would mean another demo is running; the test then fails loudly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_proxies_and_sends_hsts_over_tls() {
+    let child = Command::new(BIN)
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let gw = Gateway { child };
+    let admin: SocketAddr = "127.0.0.1:9901".parse().unwrap();
+    let http: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let https: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while tokio::net::TcpStream::connect(admin).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "demo did not start: {}",
+            gw.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = http1_get(http, "/api/products", &[]).await;
+    assert_eq!(r.status(), 200);
+    assert!(String::from_utf8_lossy(r.body()).contains("Rampart T-shirt"));
+
+    // The demo's certificate is self-signed: accept it the way `curl -k` does.
+    let tls = insecure_client();
+    let r = tls_get(https, "localhost", tls, "/api/products")
+        .await
+        .unwrap();
+    assert_eq!(r.response.status(), 200);
+    assert!(
+        r.response.headers()["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .starts_with("max-age=31536000")
+    );
+    assert_eq!(status(http, "/admin").await, 403);
+}
+
+fn insecure_client() -> std::sync::Arc<rustls::ClientConfig> {
+    #[derive(Debug)]
+    struct AcceptAny(std::sync::Arc<rustls::crypto::CryptoProvider>);
+    impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &rustls::pki_types::CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &rustls::pki_types::CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = rampart_test_support::crypto_provider();
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    std::sync::Arc::new(config)
+}
+
+async fn wait_for<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "condition not met within 10s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
