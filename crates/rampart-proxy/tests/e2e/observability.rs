@@ -158,3 +158,27 @@ async fn shutdown_drains_in_flight_requests_and_fails_readiness() {
         "still accepting"
     );
 }
+
+#[tokio::test]
+async fn a_reload_does_not_disturb_in_flight_requests() {
+    let up = MockUpstream::start().await;
+    let dir = TempDir::new();
+    let routes = "routes:\n  - name: slow\n    match: { path: /slow }\n    upstream: up\n";
+    let gw = start(&config(up.addr, &dir.path("a.log"), routes)).await;
+    let addr = gw.listener_addr("http").unwrap();
+    let slow = tokio::spawn(async move { http1_get(addr, "/slow?ms=600", &[]).await });
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    // The new config no longer has the route the in-flight request matched.
+    let without = config(up.addr, &dir.path("a.log"), "routes: []\n");
+    gw.reload(rampart_config::parse(&without, Path::new("t.yaml")).unwrap())
+        .unwrap();
+    assert_eq!(http1_get(addr, "/slow", &[]).await.status(), 404);
+    let r = slow.await.unwrap();
+    assert_eq!(r.status(), 200);
+    let lines = log_lines(&dir.path("a.log"), 2).await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["rampart.route.name"] == "slow" && l["http.response.status_code"] == 200)
+    );
+}
