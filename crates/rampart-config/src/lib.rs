@@ -280,13 +280,21 @@ fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
                 );
             }
         }
-        if let Some(h) = &r.matcher.host
-            && (h.is_empty() || h.contains('/') || h.contains(' '))
-        {
-            err(
-                loc,
-                format!("route {:?}: host {h:?} is not a host name", r.name.value),
-            );
+        if let Some(h) = &r.matcher.host {
+            if h.is_empty() || h.contains('/') || h.contains(' ') {
+                err(
+                    loc,
+                    format!("route {:?}: host {h:?} is not a host name", r.name.value),
+                );
+            } else if h.contains(':') && !h.starts_with('[') {
+                err(
+                    loc,
+                    format!(
+                        "route {:?}: host {h:?} has a port; hosts are matched without their port",
+                        r.name.value
+                    ),
+                );
+            }
         }
     }
     errors

@@ -155,3 +155,16 @@ fn the_published_schema_is_current() {
         "docs/config.schema.json is out of date: run `cargo run -p rampart -- schema > docs/config.schema.json`"
     );
 }
+
+#[test]
+fn a_route_host_with_a_port_is_refused() {
+    let bad = GOOD.replace(
+        r#"match: { path: "/users/{id}", methods: [GET] }"#,
+        r#"match: { host: "api.example.com:8443", path: "/users/{id}" }"#,
+    );
+    let errs = parse_str(&bad).expect_err("host with port").0;
+    assert!(
+        errs.iter().any(|e| e.message.contains("has a port")),
+        "{errs:?}"
+    );
+}

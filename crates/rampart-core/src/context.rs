@@ -70,7 +70,7 @@ pub struct TlsInfo {
     pub server_name: Option<String>,
     /// The negotiated application protocol (`h2`, `http/1.1`).
     pub alpn: Option<String>,
-    /// The negotiated protocol version (`TLSv1_3`).
+    /// The negotiated protocol version (`1.2`, `1.3`).
     pub version: Option<String>,
     /// The verified client certificate (mTLS), if one was presented and verified.
     pub peer_certificate: Option<PeerCertificate>,
@@ -135,6 +135,8 @@ pub enum Outcome {
     FailOpen,
     /// The layer failed and the route failed closed.
     FailClosed,
+    /// The request failed without anyone denying it (the upstream was unreachable).
+    Error,
 }
 
 impl Outcome {
@@ -146,6 +148,7 @@ impl Outcome {
             Outcome::Delay => "delay",
             Outcome::FailOpen => "fail_open",
             Outcome::FailClosed => "fail_closed",
+            Outcome::Error => "error",
         }
     }
 }

@@ -31,8 +31,9 @@ pub trait Defense: Send + Sync + 'static {
 
     /// Runs once the request head is known and the route matched, before the body is read.
     /// The defense may edit the head (add a verified-identity header, strip one).
-    /// `Deny` answers the client at once and nothing is sent upstream; `Delay` holds the
-    /// request, then the next defense runs.
+    /// `Deny` answers the client at once and nothing is sent upstream. `Delay` lets the
+    /// next defense run at once; the request is held for the sum of the phase's delays
+    /// before it goes on (the chain itself does no I/O, so the proxy does the waiting).
     async fn request_head(
         &self,
         _ctx: &mut RequestContext,
@@ -59,7 +60,8 @@ pub trait Defense: Send + Sync + 'static {
     }
 
     /// Runs when the upstream's response head arrived, before it is sent to the client.
-    /// `Deny` replaces the upstream response with the interruption's.
+    /// `Deny` replaces the upstream response with the interruption's. `Delay` has no
+    /// meaning here and is treated as `Continue`.
     async fn response_head(
         &self,
         _ctx: &mut RequestContext,

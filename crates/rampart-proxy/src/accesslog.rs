@@ -160,9 +160,12 @@ pub struct AccessRecord<'a> {
     /// `network.protocol.version`: `1.1`, `2`.
     #[serde(rename = "network.protocol.version")]
     pub protocol: &'static str,
-    /// `server.address`: the Host asked for.
+    /// `server.address`: the Host asked for, without its port.
     #[serde(rename = "server.address", skip_serializing_if = "Option::is_none")]
     pub host: Option<&'a str>,
+    /// `server.port`: the port of the Host asked for, when it names one.
+    #[serde(rename = "server.port", skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
     /// `user_agent.original`
     #[serde(
         rename = "user_agent.original",
@@ -181,7 +184,7 @@ pub struct AccessRecord<'a> {
     /// False when the response body was cut short (client gone, upstream failed).
     #[serde(rename = "rampart.response.complete")]
     pub complete: bool,
-    /// `tls.protocol.version`, on TLS connections.
+    /// `tls.protocol.version` (`1.2`, `1.3`), on TLS connections.
     #[serde(
         rename = "tls.protocol.version",
         skip_serializing_if = "Option::is_none"

@@ -78,20 +78,23 @@ impl Framer {
         }
     }
 
-    /// Follows `bytes`, the next bytes read from the client.
-    pub fn feed(&mut self, mut bytes: &[u8]) {
+    /// Follows `input`, the next bytes read from the client. Iterative, so a read full of
+    /// tiny pipelined requests cannot grow the stack.
+    pub fn feed(&mut self, input: &[u8]) {
+        let mut owned: Vec<u8>;
+        let mut bytes = input;
         while !bytes.is_empty() {
             match self.state {
                 State::Off => return,
                 State::Head => {
                     self.buf.extend_from_slice(bytes);
-                    bytes = &[];
-                    self.head();
-                    if self.state != State::Head && !self.buf.is_empty() {
-                        let rest = std::mem::take(&mut self.buf);
-                        self.feed(&rest);
+                    if !self.head() {
                         return;
                     }
+                    // One head consumed: what is left in the buffer belongs to the body or
+                    // to the next request.
+                    owned = std::mem::take(&mut self.buf);
+                    bytes = &owned;
                 }
                 State::Fixed(n) => {
                     let take = n.min(bytes.len() as u64);
@@ -152,7 +155,8 @@ impl Framer {
         }
     }
 
-    fn head(&mut self) {
+    /// Parses one head from the buffer; true when one was consumed.
+    fn head(&mut self) -> bool {
         // Empty lines before a request line are allowed (RFC 9112 section 2.2).
         let start = self
             .buf
@@ -163,7 +167,7 @@ impl Framer {
             self.buf.drain(..start);
         }
         if self.buf.is_empty() {
-            return;
+            return false;
         }
         let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers.min(1024)];
         let mut req = httparse::Request::new(&mut headers);
@@ -174,10 +178,13 @@ impl Framer {
                 if self.buf.len() > self.max_head {
                     self.stop();
                 }
-                return;
+                return false;
             }
             // hyper refuses this head itself (or it is an h2c preface): stop following.
-            Err(_) => return self.stop(),
+            Err(_) => {
+                self.stop();
+                return false;
+            }
         };
         let te: Vec<&[u8]> = field(req.headers, "transfer-encoding");
         let cl: Vec<&[u8]> = field(req.headers, "content-length");
@@ -206,6 +213,7 @@ impl Framer {
         if next == State::Off {
             self.buf = Vec::new();
         }
+        true
     }
 
     fn stop(&mut self) {

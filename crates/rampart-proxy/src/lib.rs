@@ -189,7 +189,7 @@ impl Gateway {
     }
 
     fn try_reload(&self, config: Config) -> Result<(), ReloadError> {
-        let runtime = Runtime::compile(&config, &self.file)?;
+        let mut runtime = Runtime::compile(&config, &self.file)?;
         let old = self.shared.runtime.load();
         if old.config.access_log.output != config.access_log.output {
             let sink = LogSink::start(&LogOutput::parse(&config.access_log.output))
@@ -211,7 +211,24 @@ impl Gateway {
             tracing::warn!(
                 running = ?bound,
                 configured = ?wanted,
-                "listener addresses changed: restart to apply; everything else is reloaded"
+                "listener names or addresses changed: restart to apply; everything else is reloaded"
+            );
+        }
+        // A running socket finds its settings by name: one that the new config renamed or
+        // dropped keeps its previous settings until the restart, rather than refusing
+        // every connection.
+        for (name, _) in &self.listeners {
+            if !runtime.listeners.contains_key(name)
+                && let Some(previous) = old.listeners.get(name)
+            {
+                runtime.listeners.insert(name.clone(), previous.clone());
+            }
+        }
+        if old.config.admin.bind.value != config.admin.bind.value {
+            tracing::warn!(
+                running = %self.admin,
+                configured = %config.admin.bind.value,
+                "admin address changed: restart to apply"
             );
         }
         drop(old);

@@ -139,7 +139,8 @@ impl PathMatch {
         }
     }
 
-    fn matches(&self, path: &str, params: &mut Vec<(Arc<str>, String)>) -> bool {
+    /// True when `path` matches; allocates nothing.
+    fn matches(&self, path: &str) -> bool {
         match self {
             PathMatch::Exact(p) => p == path,
             PathMatch::Prefix(p) => {
@@ -149,7 +150,6 @@ impl PathMatch {
                         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
             }
             PathMatch::Template(segments) => {
-                params.clear();
                 let mut parts = path.split('/').skip(1);
                 for seg in segments {
                     let Some(part) = parts.next() else {
@@ -159,12 +159,27 @@ impl PathMatch {
                         Segment::Literal(l) if l == part => {}
                         Segment::Literal(_) => return false,
                         Segment::Param(_) if part.is_empty() => return false,
-                        Segment::Param(name) => params.push((name.clone(), part.to_string())),
+                        Segment::Param(_) => {}
                     }
                 }
                 parts.next().is_none()
             }
         }
+    }
+
+    /// The template parameters of a path that [`PathMatch::matches`].
+    fn params(&self, path: &str) -> Vec<(Arc<str>, String)> {
+        let PathMatch::Template(segments) = self else {
+            return Vec::new();
+        };
+        segments
+            .iter()
+            .zip(path.split('/').skip(1))
+            .filter_map(|(seg, part)| match seg {
+                Segment::Param(name) => Some((name.clone(), part.to_string())),
+                Segment::Literal(_) => None,
+            })
+            .collect()
     }
 }
 
@@ -217,14 +232,13 @@ impl<T> Router<T> {
 
     /// Finds the route for `host` (without port), normalized `path` and `method`.
     pub fn lookup(&self, host: &str, path: &str, method: &Method) -> Lookup<'_, T> {
-        let mut params = Vec::new();
         let mut allowed: Vec<Method> = Vec::new();
         for e in &self.entries {
-            if !e.matcher.host.matches(host) || !e.matcher.path.matches(path, &mut params) {
+            if !e.matcher.host.matches(host) || !e.matcher.path.matches(path) {
                 continue;
             }
             if e.matcher.methods.is_empty() || e.matcher.methods.contains(method) {
-                return Lookup::Found(&e.value, std::mem::take(&mut params));
+                return Lookup::Found(&e.value, e.matcher.path.params(path));
             }
             for m in &e.matcher.methods {
                 if !allowed.contains(m) {

@@ -302,7 +302,13 @@ impl Shared {
         if layer != rampart_core_layer::DEFENSE {
             flow.ctx.record(Decision {
                 layer,
-                outcome: Outcome::Deny,
+                // Only a refusal on security grounds is a denial; a 404 or an unreachable
+                // upstream is an error of the request, not a decision against it.
+                outcome: if security {
+                    Outcome::Deny
+                } else {
+                    Outcome::Error
+                },
                 reason: interruption.reason.clone(),
                 rule_id: interruption.rule_id.clone(),
             });
@@ -566,7 +572,8 @@ impl OnBodyEnd for Done {
                 Version::HTTP_3 => "3",
                 _ => "1.1",
             },
-            host: flow.host.as_deref(),
+            host: flow.host.as_deref().map(strip_port),
+            port: flow.host.as_deref().and_then(host_port),
             user_agent: flow.user_agent.as_deref(),
             request_body_size: flow.request_body_size,
             response_body_size: bytes,
@@ -594,35 +601,44 @@ impl OnBodyEnd for Done {
     }
 }
 
-/// Request ids: a random per-process prefix and a counter; unique, cheap, unguessable
-/// enough to not be confused across restarts.
+/// Request ids: 128 bits from SipHash-1-3 under a random per-process key, applied to a
+/// counter. Distinct for every request of a process, and not predictable from earlier ids
+/// without the key.
 #[derive(Debug)]
 struct RequestIds {
-    prefix: u64,
+    keys: (
+        std::collections::hash_map::RandomState,
+        std::collections::hash_map::RandomState,
+    ),
     counter: AtomicU64,
 }
 
 impl RequestIds {
     fn new() -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
-        h.write_u32(std::process::id());
         Self {
-            prefix: h.finish(),
+            keys: (
+                std::collections::hash_map::RandomState::new(),
+                std::collections::hash_map::RandomState::new(),
+            ),
             counter: AtomicU64::new(0),
         }
     }
 
     fn next(&self) -> Arc<str> {
+        use std::hash::BuildHasher;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{:08x}{n:012x}", self.prefix as u32).into()
+        let (a, b) = (self.keys.0.hash_one(n), self.keys.1.hash_one(n));
+        format!("{a:016x}{b:016x}").into()
     }
+}
+
+/// The port of a Host value (`example.com:8443`), if it has one.
+fn host_port(host: &str) -> Option<u16> {
+    let (_, port) = host.rsplit_once(':')?;
+    if host.starts_with('[') && !host.contains("]:") {
+        return None;
+    }
+    port.parse().ok()
 }
 
 fn strip_port(host: &str) -> &str {

@@ -105,7 +105,11 @@ pub fn tls_info(conn: &rustls::ServerConnection) -> TlsInfo {
         alpn: conn
             .alpn_protocol()
             .map(|p| String::from_utf8_lossy(p).into_owned()),
-        version: conn.protocol_version().map(|v| format!("{v:?}")),
+        version: conn.protocol_version().map(|v| match v {
+            rustls::ProtocolVersion::TLSv1_2 => "1.2".to_string(),
+            rustls::ProtocolVersion::TLSv1_3 => "1.3".to_string(),
+            other => format!("{other:?}"),
+        }),
         peer_certificate: conn
             .peer_certificates()
             .and_then(|c| c.first())

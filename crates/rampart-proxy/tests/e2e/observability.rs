@@ -182,3 +182,16 @@ async fn a_reload_does_not_disturb_in_flight_requests() {
             .any(|l| l["rampart.route.name"] == "slow" && l["http.response.status_code"] == 200)
     );
 }
+
+#[tokio::test]
+async fn a_renamed_listener_keeps_serving_until_restart() {
+    let up = MockUpstream::start().await;
+    let dir = TempDir::new();
+    let yaml = config(up.addr, &dir.path("a.log"), ROUTES);
+    let gw = start(&yaml).await;
+    let addr = gw.listener_addr("http").unwrap();
+    let renamed = yaml.replace("- name: http", "- name: web");
+    gw.reload(rampart_config::parse(&renamed, Path::new("t.yaml")).unwrap())
+        .unwrap();
+    assert_eq!(http1_get(addr, "/users/1", &[]).await.status(), 200);
+}
