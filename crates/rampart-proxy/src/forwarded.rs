@@ -147,7 +147,7 @@ pub struct ForwardFacts<'a> {
     /// `http` or `https`.
     pub scheme: &'static str,
     /// The Host the client asked for.
-    pub host: Option<&'a str>,
+    pub host: Option<&'a HeaderValue>,
 }
 
 /// Appends the peer to `X-Forwarded-For` and `Forwarded`, and sets `X-Forwarded-Proto`
@@ -174,7 +174,11 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, facts: &ForwardFacts<'_>)
         IpAddr::V6(v6) => format!("\"[{v6}]\""),
     };
     let mut element = format!("for={node};proto={}", facts.scheme);
-    if let Some(h) = facts.host.filter(|h| is_token_safe(h)) {
+    if let Some(h) = facts
+        .host
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| is_token_safe(h))
+    {
         element.push_str(";host=\"");
         element.push_str(h);
         element.push('"');
@@ -183,18 +187,20 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, facts: &ForwardFacts<'_>)
         Some(p) => format!("{p}, {element}"),
         None => element,
     };
-    for (name, value) in [
-        ("x-forwarded-for", xff),
-        ("forwarded", fwd),
-        ("x-forwarded-proto", facts.scheme.to_string()),
-    ] {
+    for (name, value) in [("x-forwarded-for", xff), ("forwarded", fwd)] {
         if let Ok(v) = HeaderValue::try_from(value) {
             headers.insert(name, v);
         }
     }
-    match facts.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+    let proto = if facts.scheme == "https" {
+        HeaderValue::from_static("https")
+    } else {
+        HeaderValue::from_static("http")
+    };
+    headers.insert("x-forwarded-proto", proto);
+    match facts.host {
         Some(v) => {
-            headers.insert("x-forwarded-host", v);
+            headers.insert("x-forwarded-host", v.clone());
         }
         None => {
             headers.remove("x-forwarded-host");
@@ -305,7 +311,7 @@ mod tests {
             peer: ip("203.0.113.5"),
             peer_trusted: false,
             scheme: "https",
-            host: Some("api.example.com"),
+            host: Some(&HeaderValue::from_static("api.example.com")),
         };
         set_forwarding_headers(&mut h, &facts);
         assert_eq!(h["x-forwarded-for"], "203.0.113.5");

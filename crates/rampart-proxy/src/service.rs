@@ -114,19 +114,21 @@ impl Shared {
 
         let listener = rt.listeners.get(conn.listener.as_ref());
         if let Some((port, status)) = listener.and_then(|l| l.redirect) {
-            return Ok(redirect_to_https(&head, flow.host.as_deref(), port, status));
+            return Ok(redirect_to_https(&head, flow.host(), port, status));
         }
 
-        let path = normalize::normalize(head.uri.path())
-            .map_err(|_| Refusal::hygiene(StatusCode::BAD_REQUEST, "bad_path"))?
-            .into_owned();
-        if path != head.uri.path() {
-            set_path(&mut head.uri, &path)?;
+        let normalized = match normalize::normalize(head.uri.path()) {
+            Ok(std::borrow::Cow::Borrowed(_)) => None,
+            Ok(std::borrow::Cow::Owned(p)) => Some(p),
+            Err(_) => return Err(Refusal::hygiene(StatusCode::BAD_REQUEST, "bad_path")),
+        };
+        if let Some(p) = normalized {
+            set_path(&mut head.uri, &p)?;
+            flow.normalized = Some(p);
         }
-        flow.path = path;
 
-        let host = flow.host.as_deref().map(strip_port).unwrap_or("");
-        let route = match rt.router.lookup(host, &flow.path, &head.method) {
+        let host = flow.host().map(strip_port).unwrap_or("");
+        let route = match rt.router.lookup(host, flow.path(), &head.method) {
             Lookup::Found(route, params) => {
                 flow.ctx.route = Some(RouteInfo {
                     name: route.name.clone(),
@@ -206,17 +208,14 @@ impl Shared {
                 peer: conn.peer.ip(),
                 peer_trusted,
                 scheme: conn.scheme,
-                host: flow.host.as_deref(),
+                host: flow.host.as_ref(),
             },
         );
         if let Ok(v) = HeaderValue::from_str(&flow.ctx.request_id) {
             head.headers.insert("x-request-id", v);
         }
         if !head.headers.contains_key(header::HOST)
-            && let Some(v) = flow
-                .host
-                .as_deref()
-                .and_then(|h| HeaderValue::from_str(h).ok())
+            && let Some(v) = flow.host.clone()
         {
             head.headers.insert(header::HOST, v);
         }
@@ -334,7 +333,7 @@ impl Shared {
                     status: interruption.status.as_u16(),
                     client: flow.ctx.client.ip.to_string(),
                     method: flow.method.as_str(),
-                    path: &flow.path,
+                    path: flow.path(),
                     route: flow.ctx.route.as_ref().map(|r| r.template.as_ref()),
                 };
                 if !log.write(&event) {
@@ -420,9 +419,12 @@ struct Flow {
     started: Instant,
     started_wall: SystemTime,
     method: Method,
-    path: String,
-    host: Option<String>,
-    user_agent: Option<String>,
+    /// The request target as received (cheap to clone: it shares the parsed bytes).
+    uri: http::Uri,
+    /// The normalized path, when normalization changed it.
+    normalized: Option<String>,
+    host: Option<HeaderValue>,
+    user_agent: Option<HeaderValue>,
     version: Version,
     scheme: &'static str,
     listener: Arc<str>,
@@ -433,12 +435,11 @@ struct Flow {
 
 impl Flow {
     fn start(shared: &Shared, rt: &Runtime, conn: &ConnInfo, req: &Request<Incoming>) -> Self {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()));
+        let host = req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         let client_ip = rt.client_ip.client_ip(conn.peer.ip(), req.headers());
         let ctx = RequestContext::new(
             shared.ids.next(),
@@ -453,13 +454,10 @@ impl Flow {
             started: Instant::now(),
             started_wall: SystemTime::now(),
             method: req.method().clone(),
-            path: req.uri().path().to_string(),
+            uri: req.uri().clone(),
+            normalized: None,
             host,
-            user_agent: req
-                .headers()
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
             version: req.version(),
             scheme: conn.scheme,
             listener: conn.listener.clone(),
@@ -467,6 +465,16 @@ impl Flow {
             route: None,
             upstream: None,
         }
+    }
+
+    /// The path as routed and logged: normalized when normalization ran and changed it.
+    fn path(&self) -> &str {
+        self.normalized.as_deref().unwrap_or(self.uri.path())
+    }
+
+    /// The Host (or `:authority`) the client asked for, when it is text.
+    fn host(&self) -> Option<&str> {
+        self.host.as_ref().and_then(|h| h.to_str().ok())
     }
 
     /// Applies the response-header policy and arranges for the access-log line, the
@@ -557,7 +565,7 @@ impl OnBodyEnd for Done {
             kind: "access",
             request_id: &flow.ctx.request_id,
             method: flow.method.as_str(),
-            path: &flow.path,
+            path: flow.path(),
             scheme: flow.scheme,
             route: flow.ctx.route.as_ref().map(|r| r.template.as_ref()),
             route_name: flow.route.as_ref().map(|r| r.name.as_ref()),
@@ -572,9 +580,9 @@ impl OnBodyEnd for Done {
                 Version::HTTP_3 => "3",
                 _ => "1.1",
             },
-            host: flow.host.as_deref().map(strip_port),
-            port: flow.host.as_deref().and_then(host_port),
-            user_agent: flow.user_agent.as_deref(),
+            host: flow.host().map(strip_port),
+            port: flow.host().and_then(host_port),
+            user_agent: flow.user_agent.as_ref().and_then(|v| v.to_str().ok()),
             request_body_size: flow.request_body_size,
             response_body_size: bytes,
             complete,
@@ -626,9 +634,17 @@ impl RequestIds {
 
     fn next(&self) -> Arc<str> {
         use std::hash::BuildHasher;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let (a, b) = (self.keys.0.hash_one(n), self.keys.1.hash_one(n));
-        format!("{a:016x}{b:016x}").into()
+        let bits =
+            (u128::from(self.keys.0.hash_one(n)) << 64) | u128::from(self.keys.1.hash_one(n));
+        let mut out = [0u8; 32];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let nibble = (bits >> (124 - 4 * i)) & 0xf;
+            *slot = HEX.get(nibble as usize).copied().unwrap_or(b'0');
+        }
+        // Every byte is an ASCII hex digit, so the conversion cannot fail.
+        std::str::from_utf8(&out).map_or_else(|_| Arc::from(""), Arc::from)
     }
 }
 

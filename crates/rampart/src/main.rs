@@ -32,7 +32,8 @@ enum Command {
         /// The YAML config file.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
-        /// Worker threads (default: one per CPU).
+        /// Worker threads (default: one per CPU). With 1, the gateway runs on a single
+        /// event-loop thread.
         #[arg(long, value_name = "N")]
         workers: Option<usize>,
         /// How often to check the config and certificate files for changes; 0 turns
@@ -98,11 +99,19 @@ fn init_tracing() {
         .try_init();
 }
 
+/// The async runtime. One worker means one event-loop thread (the nginx worker model):
+/// no work stealing and no cross-thread wake-ups, which is measurably cheaper per request
+/// than a one-thread work-stealing pool.
 fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = workers {
-        b.worker_threads(n.max(1));
-    }
+    let mut b = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     b.enable_all().build().context("starting the async runtime")
 }
 
