@@ -113,6 +113,23 @@ pub enum PhaseOutcome {
     Deny(Interruption),
 }
 
+/// The loop every phase runs: call the hook of each defense in order, settle its answer,
+/// stop at the first denial, add up delays. A macro rather than a function taking an async
+/// closure, because such a closure's future cannot be proven `Send` for all lifetimes.
+macro_rules! run_phase {
+    ($chain:ident, $ctx:ident, $defenses:expr, |$d:ident| $call:expr) => {{
+        let mut delay = std::time::Duration::ZERO;
+        for $d in $defenses {
+            let result = $call.await;
+            match $chain.settle($ctx, $d.name(), result) {
+                Settled::Go(d) => delay += d,
+                Settled::Stop(i) => return PhaseOutcome::Deny(i),
+            }
+        }
+        PhaseOutcome::Continue(delay)
+    }};
+}
+
 impl Chain {
     /// A chain of `defenses` that fails as `failure_mode` says.
     pub fn new(defenses: Vec<Arc<dyn Defense>>, failure_mode: FailureMode) -> Self {
@@ -138,15 +155,8 @@ impl Chain {
         ctx: &mut RequestContext,
         head: &mut http::request::Parts,
     ) -> PhaseOutcome {
-        let mut delay = std::time::Duration::ZERO;
-        for defense in &self.defenses {
-            let result = defense.request_head(ctx, head).await;
-            match self.settle(ctx, defense.name(), result) {
-                Settled::Go(d) => delay += d,
-                Settled::Stop(i) => return PhaseOutcome::Deny(i),
-            }
-        }
-        PhaseOutcome::Continue(delay)
+        run_phase!(self, ctx, self.defenses.iter(), |d| d
+            .request_head(ctx, head))
     }
 
     /// Runs the request-body phase of the defenses that asked for the body.
@@ -156,32 +166,22 @@ impl Chain {
         head: &http::request::Parts,
         body: &Bytes,
     ) -> PhaseOutcome {
-        let mut delay = std::time::Duration::ZERO;
-        for defense in self.defenses.iter().filter(|d| d.body_limit().is_some()) {
-            let result = defense.request_body(ctx, head, body).await;
-            match self.settle(ctx, defense.name(), result) {
-                Settled::Go(d) => delay += d,
-                Settled::Stop(i) => return PhaseOutcome::Deny(i),
-            }
-        }
-        PhaseOutcome::Continue(delay)
+        let wanting = self.defenses.iter().filter(|d| d.body_limit().is_some());
+        run_phase!(self, ctx, wanting, |d| d.request_body(ctx, head, body))
     }
 
-    /// Runs the response-head phase of every defense in order.
+    /// Runs the response-head phase of every defense in order. Delays are ignored here.
     pub async fn response_head(
         &self,
         ctx: &mut RequestContext,
         head: &mut http::response::Parts,
     ) -> PhaseOutcome {
-        let mut delay = std::time::Duration::ZERO;
-        for defense in &self.defenses {
-            let result = defense.response_head(ctx, head).await;
-            match self.settle(ctx, defense.name(), result) {
-                Settled::Go(d) => delay += d,
-                Settled::Stop(i) => return PhaseOutcome::Deny(i),
-            }
+        match run_phase!(self, ctx, self.defenses.iter(), |d| d
+            .response_head(ctx, head))
+        {
+            PhaseOutcome::Continue(_) => PhaseOutcome::Continue(std::time::Duration::ZERO),
+            deny => deny,
         }
-        PhaseOutcome::Continue(delay)
     }
 
     /// Runs every defense's completion hook.

@@ -198,16 +198,27 @@ impl<T> IdleIo<T> {
 }
 
 impl<T> IdleIo<T> {
-    /// Called when an operation is pending: fails once nothing moved for `timeout`.
-    fn check(self: Pin<&mut Self>, cx: &mut Context<'_>) -> io::Result<()> {
+    /// Passes on the result of an I/O operation: progress resets the idle clock; a pending
+    /// operation fails with `TimedOut` once nothing moved for `timeout`.
+    fn settle<R>(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        r: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
         let this = self.project();
+        if r.is_ready() {
+            *this.last = Instant::now();
+            return r;
+        }
         let deadline = tokio::time::Instant::from_std(*this.last + *this.timeout);
         if this.timer.deadline() != deadline {
             this.timer.as_mut().reset(deadline);
         }
         match this.timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")),
-            Poll::Pending => Ok(()),
+            Poll::Ready(()) => {
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -218,16 +229,8 @@ impl<T: AsyncRead> AsyncRead for IdleIo<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.as_mut().project().inner.poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                *self.as_mut().project().last = Instant::now();
-                Poll::Ready(r)
-            }
-            Poll::Pending => match self.check(cx) {
-                Ok(()) => Poll::Pending,
-                Err(e) => Poll::Ready(Err(e)),
-            },
-        }
+        let r = self.as_mut().project().inner.poll_read(cx, buf);
+        self.settle(cx, r)
     }
 }
 
@@ -237,16 +240,8 @@ impl<T: AsyncWrite> AsyncWrite for IdleIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.as_mut().project().inner.poll_write(cx, buf) {
-            Poll::Ready(r) => {
-                *self.as_mut().project().last = Instant::now();
-                Poll::Ready(r)
-            }
-            Poll::Pending => match self.check(cx) {
-                Ok(()) => Poll::Pending,
-                Err(e) => Poll::Ready(Err(e)),
-            },
-        }
+        let r = self.as_mut().project().inner.poll_write(cx, buf);
+        self.settle(cx, r)
     }
 
     fn poll_write_vectored(
@@ -254,16 +249,8 @@ impl<T: AsyncWrite> AsyncWrite for IdleIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.as_mut().project().inner.poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => {
-                *self.as_mut().project().last = Instant::now();
-                Poll::Ready(r)
-            }
-            Poll::Pending => match self.check(cx) {
-                Ok(()) => Poll::Pending,
-                Err(e) => Poll::Ready(Err(e)),
-            },
-        }
+        let r = self.as_mut().project().inner.poll_write_vectored(cx, bufs);
+        self.settle(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
