@@ -2,6 +2,11 @@
 
 mod demo;
 
+/// mimalloc: the request path allocates and frees many small short-lived buffers (header
+/// values, ids, log lines); measured faster than the system allocator (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
