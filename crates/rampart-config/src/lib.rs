@@ -230,11 +230,72 @@ fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
         }
     }
 
+    for (name, p) in &config.rate_limits {
+        let mut bad = |msg: String| err(Location::UNKNOWN, format!("rate_limits.{name}: {msg}"));
+        if p.key.is_empty() {
+            bad("key needs at least one part (ip, subject, route, header:<name>)".into());
+        }
+        for part in &p.key {
+            let ok = matches!(part.as_str(), "ip" | "subject" | "route")
+                || part
+                    .strip_prefix("header:")
+                    .is_some_and(|h| !http_header_name_invalid(h));
+            if !ok {
+                bad(format!(
+                    "key part {part:?} is not ip, subject, route or header:<name>"
+                ));
+            }
+        }
+        if p.ipv6_prefix == 0 || p.ipv6_prefix > 128 {
+            bad("ipv6_prefix must be between 1 and 128".into());
+        }
+        if p.cost == 0 {
+            bad("cost must be at least 1".into());
+        }
+        if !(400..=599).contains(&p.status) {
+            bad(format!("status {} is not an error status", p.status));
+        }
+        if p.max_keys == 0 {
+            bad("max_keys must be at least 1".into());
+        }
+        let leaky = p.algorithm == RateAlgorithm::LeakyBucket;
+        if !leaky && (p.delay.is_some() || p.nodelay) {
+            bad("delay and nodelay apply to the leaky_bucket algorithm only".into());
+        }
+        if leaky {
+            let secs = p.rate.period.as_secs();
+            if p.rate.period.subsec_nanos() != 0 || (secs != 1 && secs != 60) {
+                bad("leaky_bucket (nginx limit_req) rates are per second or per minute: 10r/s, 30r/m".into());
+            }
+            if p.nodelay && p.delay.is_some() {
+                bad("use either delay or nodelay, not both".into());
+            }
+            if p.delay.unwrap_or(0) > p.burst.unwrap_or(0) {
+                bad("delay cannot exceed burst".into());
+            }
+        }
+        if matches!(
+            p.algorithm,
+            RateAlgorithm::Gcra | RateAlgorithm::TokenBucket
+        ) && p.burst == Some(0)
+        {
+            bad("burst must be at least 1 (1 means no burst)".into());
+        }
+    }
+
     let mut route_names = BTreeSet::new();
     for r in &config.routes {
         let loc = r.name.referenced;
         if !route_names.insert(r.name.value.as_str()) {
             err(loc, format!("route name {:?} is used twice", r.name.value));
+        }
+        for p in &r.rate_limit {
+            if !config.rate_limits.contains_key(&p.value) {
+                err(
+                    p.referenced,
+                    format!("route {:?}: unknown rate limit {:?}", r.name.value, p.value),
+                );
+            }
         }
         if !config.upstreams.contains_key(&r.upstream.value) {
             let known: Vec<&str> = config.upstreams.keys().map(String::as_str).collect();

@@ -41,6 +41,9 @@ pub struct Config {
     /// Named upstream pools that routes send requests to.
     #[serde(default)]
     pub upstreams: BTreeMap<String, Upstream>,
+    /// Named rate-limit policies that routes refer to (see docs/RATE_LIMITING.md).
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, RateLimitPolicy>,
     /// Routes, matched most specific first (see docs/CONFIG.md).
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -351,6 +354,10 @@ pub struct Route {
     /// IP allow and deny lists.
     #[serde(default)]
     pub ip_filter: Option<IpFilter>,
+    /// Rate-limit policies (keys of `rate_limits`); every one must admit the request.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub rate_limit: Vec<Spanned<String>>,
     /// What to do when a defense on this route fails: `closed` (default, 503) or `open`.
     #[serde(default)]
     pub failure_mode: FailureMode,
@@ -388,6 +395,91 @@ pub struct IpFilter {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub deny: Vec<IpNet>,
+}
+
+/// A rate-limit policy.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitPolicy {
+    /// The algorithm (default `gcra`).
+    #[serde(default)]
+    pub algorithm: RateAlgorithm,
+    /// The sustained rate: `100/m`, `10r/s`, `5/10s`.
+    pub rate: crate::units::Rate,
+    /// Requests admitted at once above the rate. For `gcra` and `token_bucket` the bucket
+    /// size (default 1: no burst); for `leaky_bucket`, nginx's `burst` (default 0). Unused
+    /// by the window algorithms, whose limit is the rate's count.
+    #[serde(default)]
+    pub burst: Option<u64>,
+    /// `leaky_bucket` only: pass this many of the burst at once, delay the rest (nginx
+    /// `delay=N`; default 0, every excess request waits).
+    #[serde(default)]
+    pub delay: Option<u64>,
+    /// `leaky_bucket` only: pass the whole burst at once (nginx `nodelay`).
+    #[serde(default)]
+    pub nodelay: bool,
+    /// What identifies a client: any of `ip`, `subject`, `route`, `header:<name>`,
+    /// combined (default `[ip]`).
+    #[serde(default = "d_rate_key")]
+    pub key: Vec<String>,
+    /// IPv6 clients are grouped by this prefix length (default 64: one subscriber).
+    #[serde(default = "d_ipv6_prefix")]
+    pub ipv6_prefix: u8,
+    /// Which clients the policy applies to (default `all`).
+    #[serde(default)]
+    pub applies_to: Audience,
+    /// What one request costs (default 1).
+    #[serde(default = "d_cost")]
+    pub cost: u64,
+    /// Refused requests use up allowance too (default false).
+    #[serde(default)]
+    pub count_rejected: bool,
+    /// Dry run: log and count what would be refused, refuse nothing (default false).
+    #[serde(default)]
+    pub shadow: bool,
+    /// The status of a refusal (default 429).
+    #[serde(default = "d_status_429")]
+    pub status: u16,
+    /// Send `RateLimit` / `RateLimit-Policy` on admitted responses too (default true;
+    /// refusals always carry them).
+    #[serde(default = "yes")]
+    pub headers: bool,
+    /// Most clients tracked at once, in memory (default 1000000).
+    #[serde(default = "d_max_keys")]
+    pub max_keys: usize,
+}
+
+/// A rate-limiting algorithm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RateAlgorithm {
+    /// Generic cell rate algorithm: smooth rate plus a burst, one timestamp per client.
+    #[default]
+    Gcra,
+    /// Token bucket: capacity `burst`, refilled at `rate`.
+    TokenBucket,
+    /// nginx `limit_req`: a queue of `burst` requests drained at `rate`, with `delay` or
+    /// `nodelay`.
+    LeakyBucket,
+    /// A counter per aligned window.
+    FixedWindow,
+    /// The previous window's count weighted by its overlap, plus the current count.
+    SlidingWindow,
+    /// The exact log of request times within the window.
+    SlidingLog,
+}
+
+/// Which clients a policy applies to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    /// Everyone.
+    #[default]
+    All,
+    /// Requests without an authenticated identity.
+    Anonymous,
+    /// Requests with an authenticated identity.
+    Authenticated,
 }
 
 /// The failure mode of a route's defenses.
@@ -450,6 +542,21 @@ fn d_remove_headers() -> Vec<String> {
 }
 fn d_log_output() -> String {
     "stdout".into()
+}
+fn d_rate_key() -> Vec<String> {
+    vec!["ip".into()]
+}
+fn d_ipv6_prefix() -> u8 {
+    64
+}
+fn d_cost() -> u64 {
+    1
+}
+fn d_status_429() -> u16 {
+    429
+}
+fn d_max_keys() -> usize {
+    1_000_000
 }
 fn d_drain_timeout() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(30))

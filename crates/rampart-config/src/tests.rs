@@ -168,3 +168,34 @@ fn a_route_host_with_a_port_is_refused() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn rate_limit_policies_are_checked() {
+    let yaml = GOOD.to_string()
+        + r#"    rate_limit: [login, nope]
+rate_limits:
+  login:
+    algorithm: leaky_bucket
+    rate: 10/5s
+    burst: 2
+    delay: 3
+    key: [ip, "header:x api"]
+"#;
+    let errs = parse_str(&yaml).expect_err("invalid").0;
+    let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    for needle in [
+        "unknown rate limit \"nope\"",
+        "per second or per minute",
+        "delay cannot exceed burst",
+        "key part \"header:x api\"",
+    ] {
+        assert!(
+            text.iter().any(|t| t.contains(needle)),
+            "{needle} not in {text:?}"
+        );
+    }
+    let ok = GOOD.to_string()
+        + "    rate_limit: [login]\nrate_limits:\n  login: { algorithm: leaky_bucket, rate: 10r/s, burst: 5, nodelay: true }\n";
+    let c = parse_str(&ok).expect("valid");
+    assert_eq!(c.rate_limits["login"].rate.count.get(), 10);
+}

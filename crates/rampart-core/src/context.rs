@@ -20,6 +20,9 @@ pub struct RequestContext {
     pub identity: Option<Identity>,
     /// Every decision made so far, in order.
     pub decisions: Vec<Decision>,
+    /// Headers a layer wants on the response, whatever it is (rate-limit status on an
+    /// allowed response, for instance). Added after the response-header policy.
+    pub response_headers: http::HeaderMap,
 }
 
 impl RequestContext {
@@ -31,6 +34,7 @@ impl RequestContext {
             route: None,
             identity: None,
             decisions: Vec::new(),
+            response_headers: http::HeaderMap::new(),
         }
     }
 
@@ -137,6 +141,9 @@ pub enum Outcome {
     FailClosed,
     /// The request failed without anyone denying it (the upstream was unreachable).
     Error,
+    /// The layer would have denied, but runs in shadow (dry-run) mode: logged and counted,
+    /// not enforced.
+    Shadow,
 }
 
 impl Outcome {
@@ -149,6 +156,7 @@ impl Outcome {
             Outcome::FailOpen => "fail_open",
             Outcome::FailClosed => "fail_closed",
             Outcome::Error => "error",
+            Outcome::Shadow => "shadow",
         }
     }
 }

@@ -189,8 +189,8 @@ impl Gateway {
     }
 
     fn try_reload(&self, config: Config) -> Result<(), ReloadError> {
-        let mut runtime = Runtime::compile(&config, &self.file)?;
         let old = self.shared.runtime.load();
+        let mut runtime = Runtime::compile_with(&config, &self.file, Some(&old))?;
         if old.config.access_log.output != config.access_log.output {
             let sink = LogSink::start(&LogOutput::parse(&config.access_log.output))
                 .map_err(ReloadError::Log)?;

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub duration: Family<RequestLabels, Histogram>,
     /// Denials by layer and reason.
     pub denials: Family<DenialLabels, Counter>,
+    /// Requests a layer in shadow (dry-run) mode would have denied, by layer and reason.
+    pub shadow_denials: Family<DenialLabels, Counter>,
     /// Upstream failures by upstream and kind.
     pub upstream_errors: Family<UpstreamLabels, Counter>,
     /// Config reloads by result.
@@ -80,6 +82,7 @@ impl Metrics {
             ])
         });
         let denials = Family::<DenialLabels, Counter>::default();
+        let shadow_denials = Family::<DenialLabels, Counter>::default();
         let upstream_errors = Family::<UpstreamLabels, Counter>::default();
         let reloads = Family::<ResultLabels, Counter>::default();
         let connections = Gauge::default();
@@ -98,6 +101,11 @@ impl Metrics {
             "denials",
             "Requests denied, by layer and reason",
             denials.clone(),
+        );
+        registry.register(
+            "shadow_denials",
+            "Requests a layer in shadow mode would have denied, by layer and reason",
+            shadow_denials.clone(),
         );
         registry.register(
             "upstream_errors",
@@ -124,6 +132,7 @@ impl Metrics {
             requests,
             duration,
             denials,
+            shadow_denials,
             upstream_errors,
             reloads,
             connections,

@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, StatusCode};
-use rampart_config::{Config, ConfigError, ConfigErrors, Location};
-use rampart_core::{Chain, Defense, FailureMode};
+use rampart_config::{Config, ConfigError, ConfigErrors, Location, RateAlgorithm, RateLimitPolicy};
+use rampart_core::{Chain, Clock, Defense, FailureMode, SystemClock};
+use rampart_ratelimit::{Audience, KeyPart, Policy, PolicySettings, RateLimit, Spec};
 
 use crate::forwarded::ClientIpPolicy;
 use crate::hygiene::HeaderLimits;
@@ -32,6 +33,11 @@ pub struct Runtime {
     pub response_headers: ResponseHeaders,
     /// The config it was compiled from (listener binds, limits, log output).
     pub config: Config,
+    /// Rate-limit policies by name, with the settings they were built from; a reload
+    /// keeps a policy (and its counters) whose settings did not change.
+    pub rate_policies: HashMap<String, (RateLimitPolicy, Arc<Policy>)>,
+    /// The time origin of rate-limit decisions, the same for every runtime of a process.
+    pub origin: Instant,
 }
 
 /// A compiled route.
@@ -90,7 +96,20 @@ const DEFAULT_SECURITY_HEADERS: [(&str, &str); 5] = [
 impl Runtime {
     /// Compiles `config`; `file` names the config in error messages. Reads the TLS files.
     pub fn compile(config: &Config, file: &Path) -> Result<Self, ConfigErrors> {
+        Self::compile_with(config, file, None)
+    }
+
+    /// Compiles `config` as a successor of `previous`, keeping its rate-limit state where
+    /// the policy is unchanged.
+    pub fn compile_with(
+        config: &Config,
+        file: &Path,
+        previous: Option<&Runtime>,
+    ) -> Result<Self, ConfigErrors> {
         let mut errors = Vec::new();
+        let origin = previous.map_or_else(Instant::now, |p| p.origin);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let rate_policies = rate_policies(config, previous);
         let mut listeners = HashMap::new();
         for l in &config.listeners {
             let mut rt = ListenerRuntime {
@@ -168,6 +187,16 @@ impl Runtime {
                     f.deny.clone(),
                 )));
             }
+            // Per-IP limits run before any credential is parsed; the policies themselves
+            // choose their keys.
+            let limits: Vec<Arc<Policy>> = r
+                .rate_limit
+                .iter()
+                .filter_map(|n| rate_policies.get(&n.value).map(|(_, p)| p.clone()))
+                .collect();
+            if !limits.is_empty() {
+                defenses.push(Arc::new(RateLimit::new(limits, clock.clone(), origin)));
+            }
             let failure_mode = match r.failure_mode {
                 rampart_config::FailureMode::Closed => FailureMode::Closed,
                 rampart_config::FailureMode::Open => FailureMode::Open,
@@ -210,6 +239,8 @@ impl Runtime {
             },
             response_headers,
             config: config.clone(),
+            rate_policies,
+            origin,
         })
     }
 
@@ -217,6 +248,88 @@ impl Runtime {
     pub fn drain_timeout(&self) -> Duration {
         self.config.shutdown.drain_timeout.0
     }
+}
+
+fn rate_policies(
+    config: &Config,
+    previous: Option<&Runtime>,
+) -> HashMap<String, (RateLimitPolicy, Arc<Policy>)> {
+    config
+        .rate_limits
+        .iter()
+        .map(|(name, settings)| {
+            let reused = previous
+                .and_then(|p| p.rate_policies.get(name))
+                .filter(|(old, _)| old == settings)
+                .map(|(_, policy)| policy.clone());
+            let policy = reused.unwrap_or_else(|| Arc::new(build_policy(name, settings)));
+            (name.clone(), (settings.clone(), policy))
+        })
+        .collect()
+}
+
+/// Translates a checked config policy into the defense's terms.
+fn build_policy(name: &str, p: &RateLimitPolicy) -> Policy {
+    let count = p.rate.count.get();
+    let period = p.rate.period;
+    let spec = match p.algorithm {
+        RateAlgorithm::Gcra => Spec::Gcra {
+            count,
+            period,
+            burst: p.burst.unwrap_or(1),
+        },
+        RateAlgorithm::TokenBucket => Spec::TokenBucket {
+            count,
+            period,
+            capacity: p.burst.unwrap_or(1),
+        },
+        RateAlgorithm::LeakyBucket => {
+            let burst = p.burst.unwrap_or(0);
+            Spec::LeakyBucket {
+                count,
+                per_minute: period.as_secs() == 60,
+                burst,
+                delay: if p.nodelay {
+                    burst
+                } else {
+                    p.delay.unwrap_or(0)
+                },
+            }
+        }
+        RateAlgorithm::FixedWindow => Spec::FixedWindow { count, period },
+        RateAlgorithm::SlidingWindow => Spec::SlidingWindow { count, period },
+        RateAlgorithm::SlidingLog => Spec::SlidingLog { count, period },
+    };
+    let key = p
+        .key
+        .iter()
+        .filter_map(|part| match part.as_str() {
+            "ip" => Some(KeyPart::Ip),
+            "subject" => Some(KeyPart::Subject),
+            "route" => Some(KeyPart::Route),
+            other => other
+                .strip_prefix("header:")
+                .and_then(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
+                .map(KeyPart::Header),
+        })
+        .collect();
+    Policy::new(PolicySettings {
+        name: name.to_string(),
+        spec,
+        key,
+        ipv6_prefix: p.ipv6_prefix,
+        audience: match p.applies_to {
+            rampart_config::Audience::All => Audience::All,
+            rampart_config::Audience::Anonymous => Audience::Anonymous,
+            rampart_config::Audience::Authenticated => Audience::Authenticated,
+        },
+        cost: p.cost,
+        count_rejected: p.count_rejected,
+        shadow: p.shadow,
+        status: StatusCode::from_u16(p.status).unwrap_or(StatusCode::TOO_MANY_REQUESTS),
+        headers: p.headers,
+        max_keys: p.max_keys,
+    })
 }
 
 fn response_headers(

@@ -509,6 +509,9 @@ impl Flow {
         if let Ok(v) = HeaderValue::from_str(&self.ctx.request_id) {
             h.insert("x-request-id", v);
         }
+        for (k, v) in &self.ctx.response_headers {
+            h.insert(k.clone(), v.clone());
+        }
         if shared.draining.load(Ordering::Relaxed) && self.version <= Version::HTTP_11 {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -554,6 +557,21 @@ impl OnBodyEnd for Done {
             .observe(elapsed.as_secs_f64());
         if let Some(route) = &flow.route {
             route.chain.on_complete(&flow.ctx, status);
+        }
+        for d in flow
+            .ctx
+            .decisions
+            .iter()
+            .filter(|d| d.outcome == Outcome::Shadow)
+        {
+            shared
+                .metrics
+                .shadow_denials
+                .get_or_create(&DenialLabels {
+                    layer: d.layer,
+                    reason: d.reason.to_string(),
+                })
+                .inc();
         }
         let log = shared.log.load();
         if log.is_off() {

@@ -51,6 +51,10 @@ pub trait Algorithm {
     /// The most requests of cost 1 the policy admits in any window of `window` (for
     /// property tests and documentation).
     fn max_admitted(&self, window: Duration) -> u64;
+
+    /// The instant from which `state` decides exactly like a fresh state: a store may
+    /// forget the key from then on without handing anyone a fresh allowance early.
+    fn idle_at(&self, state: &Self::State) -> Nanos;
 }
 
 fn ns(d: Duration) -> u64 {
@@ -122,6 +126,10 @@ impl Algorithm for Gcra {
 
     fn max_admitted(&self, window: Duration) -> u64 {
         self.burst + ns(window) / self.interval
+    }
+
+    fn idle_at(&self, tat: &u64) -> Nanos {
+        *tat
     }
 }
 
@@ -196,6 +204,17 @@ impl Algorithm for TokenBucket {
     fn max_admitted(&self, window: Duration) -> u64 {
         self.capacity
             + (u128::from(ns(window)) * u128::from(self.count) / u128::from(self.period)) as u64
+    }
+
+    fn idle_at(&self, s: &BucketState) -> Nanos {
+        match s.level {
+            None => 0,
+            Some(level) => {
+                let missing = self.full().saturating_sub(level);
+                s.last
+                    .saturating_add(div_ceil(missing, u128::from(self.count)) as u64)
+            }
+        }
     }
 }
 
@@ -293,6 +312,19 @@ impl Algorithm for LeakyBucket {
         let ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
         1 + self.burst / 1000 + self.rate.saturating_mul(ms) / 1_000_000
     }
+
+    fn idle_at(&self, s: &LeakyState) -> Nanos {
+        match s.last_ms {
+            None => 0,
+            Some(last) => {
+                // Fresh means the next request leaves no excess: the bucket must have
+                // leaked the excess and one more request's worth (nginx adds 1000 first).
+                let drain_ms =
+                    div_ceil(u128::from(s.excess + 1000) * 1000, u128::from(self.rate)) as u64;
+                last.saturating_add(drain_ms).saturating_mul(NS_PER_MS)
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -363,6 +395,14 @@ impl Algorithm for FixedWindow {
     fn max_admitted(&self, window: Duration) -> u64 {
         // Each aligned window the interval touches can be full.
         self.limit * (ns(window) / self.window + 2)
+    }
+
+    fn idle_at(&self, s: &WindowState) -> Nanos {
+        if s.count == 0 {
+            0
+        } else {
+            s.start.saturating_add(self.window)
+        }
     }
 }
 
@@ -466,6 +506,17 @@ impl Algorithm for SlidingWindow {
         // The estimate can undercount the exact log by up to one window's worth.
         self.limit * (ns(window) / self.window + 2)
     }
+
+    fn idle_at(&self, s: &WindowState) -> Nanos {
+        // This window's count weighs on the next window too.
+        if s.count > 0 {
+            s.start.saturating_add(self.window.saturating_mul(2))
+        } else if s.prev > 0 {
+            s.start.saturating_add(self.window)
+        } else {
+            0
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -544,6 +595,10 @@ impl Algorithm for SlidingLog {
 
     fn max_admitted(&self, window: Duration) -> u64 {
         self.limit * ns(window).div_ceil(self.window).max(1)
+    }
+
+    fn idle_at(&self, log: &VecDeque<Nanos>) -> Nanos {
+        log.back().map_or(0, |t| t.saturating_add(self.window))
     }
 }
 

@@ -12,8 +12,12 @@
 //! Which algorithm to choose is explained in docs/RATE_LIMITING.md.
 
 pub mod algo;
+pub mod defense;
+pub mod store;
 
 pub use algo::{
     Algorithm, FixedWindow, Gcra, LeakyBucket, Nanos, Outcome, SlidingLog, SlidingWindow,
     TokenBucket,
 };
+pub use defense::{Audience, KeyPart, Policy, PolicySettings, RateLimit, Spec};
+pub use store::MemoryStore;

@@ -81,10 +81,18 @@ upstreams:
     targets: ["{API}"]
     connect_timeout: 2s
     response_timeout: 10s
+rate_limits:
+  login_per_ip:
+    algorithm: sliding_log
+    rate: 5/m
+  api_per_ip:
+    rate: 100/m
+    burst: 20
 routes:
   - name: products
     match: {{ prefix: /api/products, methods: [GET] }}
     upstream: demo-api
+    rate_limit: [api_per_ip]
   - name: user
     match: {{ path: "/users/{{user_id}}", methods: [GET] }}
     upstream: demo-api
@@ -92,6 +100,7 @@ routes:
     match: {{ path: /login, methods: [POST] }}
     upstream: demo-api
     max_body_bytes: 4KiB
+    rate_limit: [login_per_ip]
   - name: admin
     match: {{ prefix: /admin }}
     upstream: demo-api
@@ -116,6 +125,8 @@ Try:
   curl -i http://{HTTP}/users/42
   curl -ik https://{HTTPS}/api/products/1          # note Strict-Transport-Security
   curl -i -X POST http://{HTTP}/login -d '{{"user":"alice","password":"wonderland"}}'
+  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}}\n' -X POST http://{HTTP}/login -d '{{}}'; done
+                                                   # 5 logins per minute per IP, then 429 + Retry-After
   curl -i http://{HTTP}/admin                      # 403: IP filter allows 10.0.0.0/8 only
   curl -i http://{HTTP}/nowhere                    # 404: no route
   curl -i -X DELETE http://{HTTP}/users/42         # 405: only GET

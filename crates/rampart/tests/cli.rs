@@ -344,6 +344,28 @@ async fn demo_proxies_and_sends_hsts_over_tls() {
             .starts_with("max-age=31536000")
     );
     assert_eq!(status(http, "/admin").await, 403);
+
+    // POST /login: 5 per minute per IP, then 429 with Retry-After and RateLimit fields.
+    let mut last = None;
+    for _ in 0..6 {
+        let req = http::Request::post("/login")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+            .unwrap();
+        last = Some(
+            rampart_test_support::client::http1_request(http, req)
+                .await
+                .unwrap(),
+        );
+    }
+    let last = last.unwrap();
+    assert_eq!(last.status(), 429);
+    assert!(last.headers().contains_key("retry-after"));
+    assert!(
+        last.headers()["ratelimit-policy"]
+            .to_str()
+            .unwrap()
+            .contains("\"login_per_ip\";q=5;w=60")
+    );
 }
 
 fn insecure_client() -> std::sync::Arc<rustls::ClientConfig> {

@@ -10,6 +10,7 @@
 mod common;
 mod hygiene;
 mod observability;
+mod ratelimit;
 mod routing;
 mod tls;
 mod upstream;

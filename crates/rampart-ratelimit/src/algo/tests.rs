@@ -211,6 +211,14 @@ where
             }
         }
     }
+    // From `idle_at` on, the state decides exactly like a fresh one (a store may forget it).
+    let idle = algo.idle_at(&state).max(now);
+    let (mut used, mut fresh) = (state.clone(), A::State::default());
+    prop_assert_eq!(
+        algo.decide(&mut used, idle, 1, false),
+        algo.decide(&mut fresh, idle, 1, false),
+        "state at idle_at differs from a fresh one"
+    );
     let w = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
     let bound = algo.max_admitted(window) as usize;
     for (i, start) in admitted.iter().enumerate() {

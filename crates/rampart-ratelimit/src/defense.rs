@@ -1,0 +1,557 @@
+//! The rate-limit defense: named policies applied in a route's `request_head` phase.
+//!
+//! Each [`Policy`] owns its store, so counters survive a configuration reload when the
+//! policy did not change (the proxy reuses the `Arc<Policy>`). A route may carry several
+//! policies; every one must admit the request. Refusals carry `Retry-After` (whole seconds,
+//! rounded up, so never shorter than the true wait) and the IETF `RateLimit-Policy` and
+//! `RateLimit` fields; admitted responses carry the latter two unless a policy turns them
+//! off.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rampart_core::http_reexport::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use rampart_core::http_reexport::{StatusCode, request::Parts};
+use rampart_core::{
+    Clock, Decision, DefenseError, Interruption, Outcome as Logged, RequestContext, Verdict,
+};
+
+use crate::algo::{
+    Algorithm, FixedWindow, Gcra, LeakyBucket, Nanos, Outcome, SlidingLog, SlidingWindow,
+    TokenBucket,
+};
+use crate::store::MemoryStore;
+
+/// The layer name in logs and metrics.
+pub const LAYER: &str = "ratelimit";
+
+/// Which algorithm a policy runs, with its parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spec {
+    /// See [`Gcra`].
+    Gcra {
+        count: u64,
+        period: Duration,
+        burst: u64,
+    },
+    /// See [`TokenBucket`].
+    TokenBucket {
+        count: u64,
+        period: Duration,
+        capacity: u64,
+    },
+    /// See [`LeakyBucket::nginx`].
+    LeakyBucket {
+        count: u64,
+        per_minute: bool,
+        burst: u64,
+        delay: u64,
+    },
+    /// See [`FixedWindow`].
+    FixedWindow { count: u64, period: Duration },
+    /// See [`SlidingWindow`].
+    SlidingWindow { count: u64, period: Duration },
+    /// See [`SlidingLog`].
+    SlidingLog { count: u64, period: Duration },
+}
+
+/// One part of a client key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPart {
+    /// The client address (IPv6 grouped by the policy's prefix).
+    Ip,
+    /// The authenticated subject; the client address for anonymous requests.
+    Subject,
+    /// The matched route.
+    Route,
+    /// A request header's value.
+    Header(HeaderName),
+}
+
+/// Which requests a policy applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Every request.
+    All,
+    /// Requests without an identity.
+    Anonymous,
+    /// Requests with an identity.
+    Authenticated,
+}
+
+/// A named policy and its store.
+pub struct Policy {
+    name: Arc<str>,
+    store: Box<dyn Limiter>,
+    key: Vec<KeyPart>,
+    ipv6_prefix: u8,
+    audience: Audience,
+    cost: u64,
+    count_rejected: bool,
+    shadow: bool,
+    status: StatusCode,
+    headers: bool,
+    quota: u64,
+    window_secs: u64,
+}
+
+/// Everything a [`Policy`] is made of.
+#[derive(Debug, Clone)]
+pub struct PolicySettings {
+    /// The policy's name (in headers, logs and metrics).
+    pub name: String,
+    /// The algorithm.
+    pub spec: Spec,
+    /// The client key.
+    pub key: Vec<KeyPart>,
+    /// IPv6 prefix length for `KeyPart::Ip`.
+    pub ipv6_prefix: u8,
+    /// Which requests it applies to.
+    pub audience: Audience,
+    /// Cost of one request.
+    pub cost: u64,
+    /// Refusals use up allowance.
+    pub count_rejected: bool,
+    /// Dry run.
+    pub shadow: bool,
+    /// Refusal status.
+    pub status: StatusCode,
+    /// Headers on admitted responses.
+    pub headers: bool,
+    /// Most keys tracked.
+    pub max_keys: usize,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy").field("name", &self.name).finish()
+    }
+}
+
+/// A store with its algorithm erased.
+trait Limiter: Send + Sync {
+    fn decide(&self, key: &[u8], now: Nanos, cost: u64, count_rejected: bool) -> Outcome;
+    fn tracked(&self) -> usize;
+}
+
+impl<A> Limiter for MemoryStore<A>
+where
+    A: Algorithm + Send + Sync,
+    A::State: Send,
+{
+    fn decide(&self, key: &[u8], now: Nanos, cost: u64, count_rejected: bool) -> Outcome {
+        MemoryStore::decide(self, key, now, cost, count_rejected)
+    }
+    fn tracked(&self) -> usize {
+        self.len()
+    }
+}
+
+fn nz(n: u64) -> std::num::NonZeroU64 {
+    std::num::NonZeroU64::new(n).unwrap_or(std::num::NonZeroU64::MIN)
+}
+
+impl Policy {
+    /// Builds a policy with an empty in-memory store.
+    pub fn new(s: PolicySettings) -> Self {
+        let keys = s.max_keys;
+        let (store, quota, window): (Box<dyn Limiter>, u64, Duration) = match s.spec {
+            Spec::Gcra {
+                count,
+                period,
+                burst,
+            } => (
+                Box::new(MemoryStore::new(
+                    Gcra::new(nz(count), period, nz(burst)),
+                    keys,
+                )),
+                count,
+                period,
+            ),
+            Spec::TokenBucket {
+                count,
+                period,
+                capacity,
+            } => (
+                Box::new(MemoryStore::new(
+                    TokenBucket::new(nz(count), period, nz(capacity)),
+                    keys,
+                )),
+                count,
+                period,
+            ),
+            Spec::LeakyBucket {
+                count,
+                per_minute,
+                burst,
+                delay,
+            } => (
+                Box::new(MemoryStore::new(
+                    LeakyBucket::nginx(nz(count), per_minute, burst, delay),
+                    keys,
+                )),
+                count,
+                Duration::from_secs(if per_minute { 60 } else { 1 }),
+            ),
+            Spec::FixedWindow { count, period } => (
+                Box::new(MemoryStore::new(FixedWindow::new(nz(count), period), keys)),
+                count,
+                period,
+            ),
+            Spec::SlidingWindow { count, period } => (
+                Box::new(MemoryStore::new(
+                    SlidingWindow::new(nz(count), period),
+                    keys,
+                )),
+                count,
+                period,
+            ),
+            Spec::SlidingLog { count, period } => (
+                Box::new(MemoryStore::new(SlidingLog::new(nz(count), period), keys)),
+                count,
+                period,
+            ),
+        };
+        Self {
+            name: s.name.into(),
+            store,
+            key: s.key,
+            ipv6_prefix: s.ipv6_prefix,
+            audience: s.audience,
+            cost: s.cost,
+            count_rejected: s.count_rejected,
+            shadow: s.shadow,
+            status: s.status,
+            headers: s.headers,
+            quota,
+            window_secs: window.as_secs().max(1),
+        }
+    }
+
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Clients tracked now.
+    pub fn tracked(&self) -> usize {
+        self.store.tracked()
+    }
+
+    fn applies(&self, ctx: &RequestContext) -> bool {
+        match self.audience {
+            Audience::All => true,
+            Audience::Anonymous => ctx.identity.is_none(),
+            Audience::Authenticated => ctx.identity.is_some(),
+        }
+    }
+
+    fn client_key(&self, ctx: &RequestContext, head: &Parts) -> Vec<u8> {
+        let mut key = Vec::with_capacity(64);
+        key.extend_from_slice(self.name.as_bytes());
+        for part in &self.key {
+            key.push(0);
+            match part {
+                KeyPart::Ip => push_ip(&mut key, ctx.client.ip, self.ipv6_prefix),
+                KeyPart::Subject => match &ctx.identity {
+                    Some(id) => {
+                        key.push(b's');
+                        key.extend_from_slice(id.subject.as_bytes());
+                    }
+                    None => push_ip(&mut key, ctx.client.ip, self.ipv6_prefix),
+                },
+                KeyPart::Route => {
+                    if let Some(r) = &ctx.route {
+                        key.extend_from_slice(r.name.as_bytes());
+                    }
+                }
+                KeyPart::Header(name) => {
+                    for v in head.headers.get_all(name) {
+                        key.extend_from_slice(v.as_bytes());
+                        key.push(b',');
+                    }
+                }
+            }
+        }
+        key
+    }
+
+    fn policy_item(&self) -> String {
+        format!("\"{}\";q={};w={}", self.name, self.quota, self.window_secs)
+    }
+}
+
+fn push_ip(key: &mut Vec<u8>, ip: IpAddr, v6_prefix: u8) {
+    match ip {
+        IpAddr::V4(v4) => {
+            key.push(4);
+            key.extend_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let prefix = u32::from(v6_prefix.min(128));
+            let masked = if prefix == 0 {
+                0
+            } else {
+                bits & (u128::MAX << (128 - prefix))
+            };
+            key.push(6);
+            key.extend_from_slice(&masked.to_be_bytes());
+        }
+    }
+}
+
+/// The rate-limit defense of one route: its policies, in order.
+pub struct RateLimit {
+    policies: Vec<Arc<Policy>>,
+    clock: Arc<dyn Clock>,
+    origin: Instant,
+}
+
+impl std::fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("policies", &self.policies)
+            .finish()
+    }
+}
+
+impl RateLimit {
+    /// The defense for `policies`, reading time from `clock`; `origin` must be the same for
+    /// every route sharing a policy (the proxy passes one per process).
+    pub fn new(policies: Vec<Arc<Policy>>, clock: Arc<dyn Clock>, origin: Instant) -> Self {
+        Self {
+            policies,
+            clock,
+            origin,
+        }
+    }
+
+    fn now(&self) -> Nanos {
+        let d = self.clock.now().saturating_duration_since(self.origin);
+        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+fn secs_up(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+#[async_trait]
+impl rampart_core::Defense for RateLimit {
+    fn name(&self) -> &'static str {
+        LAYER
+    }
+
+    async fn request_head(
+        &self,
+        ctx: &mut RequestContext,
+        head: &mut Parts,
+    ) -> Result<Verdict, DefenseError> {
+        let now = self.now();
+        let mut delay = Duration::ZERO;
+        let mut policies: Vec<String> = Vec::new();
+        let mut states: Vec<String> = Vec::new();
+        for p in &self.policies {
+            if !p.applies(ctx) {
+                continue;
+            }
+            let key = p.client_key(ctx, head);
+            let outcome = p.store.decide(&key, now, p.cost, p.count_rejected);
+            match outcome {
+                Outcome::Allow { remaining, reset } => {
+                    if p.headers {
+                        policies.push(p.policy_item());
+                        states.push(format!("\"{}\";r={remaining};t={}", p.name, secs_up(reset)));
+                    }
+                }
+                Outcome::Delay(d) => {
+                    delay = delay.max(d);
+                    if p.headers {
+                        policies.push(p.policy_item());
+                        states.push(format!("\"{}\";r=0;t={}", p.name, secs_up(d)));
+                    }
+                }
+                Outcome::Deny { retry_after } => {
+                    let wait = secs_up(retry_after).max(1);
+                    if p.shadow {
+                        ctx.record(Decision {
+                            layer: LAYER,
+                            outcome: Logged::Shadow,
+                            reason: Cow::Borrowed("rate_limited"),
+                            rule_id: Some(Cow::Owned(p.name.to_string())),
+                        });
+                        continue;
+                    }
+                    let mut i =
+                        Interruption::new(p.status, "rate_limited").with_rule(p.name.to_string());
+                    i.headers.insert(RETRY_AFTER, HeaderValue::from(wait));
+                    if let Ok(v) = HeaderValue::from_str(&p.policy_item()) {
+                        i.headers.insert("ratelimit-policy", v);
+                    }
+                    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\";r=0;t={wait}", p.name)) {
+                        i.headers.insert("ratelimit", v);
+                    }
+                    return Ok(Verdict::Deny(i));
+                }
+            }
+        }
+        if !policies.is_empty() {
+            for (name, items) in [("ratelimit-policy", &policies), ("ratelimit", &states)] {
+                if let Ok(v) = HeaderValue::from_str(&items.join(", ")) {
+                    ctx.response_headers.insert(name, v);
+                }
+            }
+        }
+        if delay.is_zero() {
+            Ok(Verdict::Continue)
+        } else {
+            Ok(Verdict::Delay(delay))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    use rampart_core::{ClientInfo, Defense, ManualClock};
+
+    use super::*;
+
+    fn settings(spec: Spec) -> PolicySettings {
+        PolicySettings {
+            name: "per_ip".into(),
+            spec,
+            key: vec![KeyPart::Ip],
+            ipv6_prefix: 64,
+            audience: Audience::All,
+            cost: 1,
+            count_rejected: false,
+            shadow: false,
+            status: StatusCode::TOO_MANY_REQUESTS,
+            headers: true,
+            max_keys: 1000,
+        }
+    }
+
+    fn ctx(ip: &str) -> RequestContext {
+        let ip: IpAddr = ip.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        RequestContext::new(
+            "r".into(),
+            ClientInfo {
+                ip,
+                peer: SocketAddr::new(ip, 1),
+                tls: None,
+            },
+        )
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        loop {
+            if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
+
+    fn run(rl: &RateLimit, ip: &str) -> (Verdict, RequestContext) {
+        let mut c = ctx(ip);
+        let mut head = rampart_core::http_reexport::Request::new(()).into_parts().0;
+        let v = block_on(rl.request_head(&mut c, &mut head)).unwrap_or(Verdict::Continue);
+        (v, c)
+    }
+
+    #[test]
+    fn refusal_carries_retry_after_and_ratelimit_fields() {
+        let clock = Arc::new(ManualClock::new());
+        let origin = clock.now();
+        let policy = Arc::new(Policy::new(settings(Spec::Gcra {
+            count: 5,
+            period: Duration::from_secs(60),
+            burst: 5,
+        })));
+        let rl = RateLimit::new(vec![policy], clock.clone(), origin);
+        for i in 0..5u64 {
+            let (v, c) = run(&rl, "203.0.113.9");
+            assert!(matches!(v, Verdict::Continue));
+            assert_eq!(
+                c.response_headers["ratelimit"],
+                format!("\"per_ip\";r={};t={}", 4 - i, 12 * (i + 1)).as_str()
+            );
+            assert_eq!(
+                c.response_headers["ratelimit-policy"],
+                "\"per_ip\";q=5;w=60"
+            );
+        }
+        let (v, _) = run(&rl, "203.0.113.9");
+        let Verdict::Deny(i) = v else {
+            panic!("expected a refusal, got {v:?}")
+        };
+        assert_eq!(i.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(i.headers[RETRY_AFTER], "12");
+        assert_eq!(i.headers["ratelimit"], "\"per_ip\";r=0;t=12");
+        // Another client is not affected; the same one is admitted once the wait is over.
+        assert!(matches!(run(&rl, "203.0.113.10").0, Verdict::Continue));
+        clock.advance(Duration::from_secs(12));
+        assert!(matches!(run(&rl, "203.0.113.9").0, Verdict::Continue));
+    }
+
+    #[test]
+    fn ipv6_clients_are_grouped_by_prefix() {
+        let clock = Arc::new(ManualClock::new());
+        let origin = clock.now();
+        let policy = Arc::new(Policy::new(settings(Spec::FixedWindow {
+            count: 1,
+            period: Duration::from_secs(60),
+        })));
+        let rl = RateLimit::new(vec![policy], clock, origin);
+        assert!(matches!(run(&rl, "2001:db8:1:2::1").0, Verdict::Continue));
+        // Same /64: same client.
+        assert!(matches!(run(&rl, "2001:db8:1:2::ffff").0, Verdict::Deny(_)));
+        // Another /64: another client.
+        assert!(matches!(run(&rl, "2001:db8:1:3::1").0, Verdict::Continue));
+    }
+
+    #[test]
+    fn shadow_mode_records_but_admits() {
+        let clock = Arc::new(ManualClock::new());
+        let origin = clock.now();
+        let mut s = settings(Spec::FixedWindow {
+            count: 1,
+            period: Duration::from_secs(60),
+        });
+        s.shadow = true;
+        let rl = RateLimit::new(vec![Arc::new(Policy::new(s))], clock, origin);
+        run(&rl, "198.51.100.1");
+        let (v, c) = run(&rl, "198.51.100.1");
+        assert!(matches!(v, Verdict::Continue));
+        assert_eq!(c.decisions[0].outcome, Logged::Shadow);
+    }
+
+    #[test]
+    fn leaky_bucket_delays_instead_of_refusing() {
+        let clock = Arc::new(ManualClock::new());
+        let origin = clock.now();
+        let policy = Arc::new(Policy::new(settings(Spec::LeakyBucket {
+            count: 10,
+            per_minute: false,
+            burst: 2,
+            delay: 0,
+        })));
+        let rl = RateLimit::new(vec![policy], clock, origin);
+        assert!(matches!(run(&rl, "192.0.2.1").0, Verdict::Continue));
+        assert!(
+            matches!(run(&rl, "192.0.2.1").0, Verdict::Delay(d) if d == Duration::from_millis(100))
+        );
+        assert!(
+            matches!(run(&rl, "192.0.2.1").0, Verdict::Delay(d) if d == Duration::from_millis(200))
+        );
+        assert!(matches!(run(&rl, "192.0.2.1").0, Verdict::Deny(_)));
+    }
+}
