@@ -21,6 +21,7 @@ need() {
 
 need cargo cargo
 need kill procps   # the CLI tests send SIGHUP/SIGTERM with kill(1)
+need nginx nginx   # rampart-ratelimit's conformance test replays traces against real nginx limit_req
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -258,6 +258,14 @@ fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
         if p.max_keys == 0 {
             bad("max_keys must be at least 1".into());
         }
+        if let Some(ban) = &p.ban {
+            if ban.after == 0 || ban.within.0.is_zero() || ban.duration.0.is_zero() {
+                bad("ban needs after >= 1 and non-zero within and duration".into());
+            }
+            if ban.max_duration < ban.duration {
+                bad("ban.max_duration is shorter than ban.duration".into());
+            }
+        }
         let leaky = p.algorithm == RateAlgorithm::LeakyBucket;
         if !leaky && (p.delay.is_some() || p.nodelay) {
             bad("delay and nodelay apply to the leaky_bucket algorithm only".into());

@@ -447,6 +447,24 @@ pub struct RateLimitPolicy {
     /// Most clients tracked at once, in memory (default 1000000).
     #[serde(default = "d_max_keys")]
     pub max_keys: usize,
+    /// Ban clients that keep getting refused.
+    #[serde(default)]
+    pub ban: Option<BanConfig>,
+}
+
+/// Escalation from refusals to a temporary ban.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BanConfig {
+    /// This many refusals...
+    pub after: u64,
+    /// ...within this long ban the client.
+    pub within: HumanDuration,
+    /// The first ban's length; each further ban of the same client doubles it.
+    pub duration: HumanDuration,
+    /// The longest ban (default 24h).
+    #[serde(default = "d_max_ban")]
+    pub max_duration: HumanDuration,
 }
 
 /// A rate-limiting algorithm.
@@ -542,6 +560,9 @@ fn d_remove_headers() -> Vec<String> {
 }
 fn d_log_output() -> String {
     "stdout".into()
+}
+fn d_max_ban() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(86_400))
 }
 fn d_rate_key() -> Vec<String> {
     vec!["ip".into()]

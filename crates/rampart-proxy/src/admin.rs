@@ -20,6 +20,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/bans", get(list_bans).delete(lift_ban))
         .with_state(shared);
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -40,6 +41,56 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         )],
         shared.metrics.render(),
     )
+}
+
+/// `GET /bans`: the bans in force, by policy.
+async fn list_bans(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let rt = shared.runtime.load();
+    let now = rt.rate_now();
+    let mut out = serde_json::Map::new();
+    let mut names: Vec<&String> = rt.rate_policies.keys().collect();
+    names.sort();
+    for name in names {
+        let Some(bans) = rt.rate_policies.get(name).and_then(|(_, p)| p.bans()) else {
+            continue;
+        };
+        let list: Vec<serde_json::Value> = bans
+            .list(now)
+            .into_iter()
+            .map(|b| {
+                serde_json::json!({
+                    "client": b.client,
+                    "remaining_seconds": b.remaining.as_secs_f64().ceil() as u64,
+                    "strikes": b.strikes,
+                })
+            })
+            .collect();
+        out.insert(name.clone(), serde_json::Value::Array(list));
+    }
+    axum::Json(serde_json::Value::Object(out))
+}
+
+/// Which ban to lift.
+#[derive(Debug, serde::Deserialize)]
+struct LiftBan {
+    policy: String,
+    client: String,
+}
+
+/// `DELETE /bans?policy=P&client=C`: lifts a ban (and forgets the client's strikes).
+async fn lift_ban(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Query(q): axum::extract::Query<LiftBan>,
+) -> (StatusCode, &'static str) {
+    let rt = shared.runtime.load();
+    match rt.rate_policies.get(&q.policy).and_then(|(_, p)| p.bans()) {
+        None => (StatusCode::NOT_FOUND, "no such policy with bans\n"),
+        Some(bans) if bans.lift(&q.client) => {
+            tracing::info!(policy = %q.policy, client = %q.client, "ban lifted");
+            (StatusCode::OK, "lifted\n")
+        }
+        Some(_) => (StatusCode::NOT_FOUND, "no such ban\n"),
+    }
 }
 
 async fn healthz() -> &'static str {

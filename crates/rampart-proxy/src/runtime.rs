@@ -11,7 +11,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use rampart_config::{Config, ConfigError, ConfigErrors, Location, RateAlgorithm, RateLimitPolicy};
 use rampart_core::{Chain, Clock, Defense, FailureMode, SystemClock};
-use rampart_ratelimit::{Audience, KeyPart, Policy, PolicySettings, RateLimit, Spec};
+use rampart_ratelimit::{Audience, BanRule, KeyPart, Policy, PolicySettings, RateLimit, Spec};
 
 use crate::forwarded::ClientIpPolicy;
 use crate::hygiene::HeaderLimits;
@@ -244,6 +244,11 @@ impl Runtime {
         })
     }
 
+    /// Nanoseconds since this process's rate-limit time origin (what bans are measured in).
+    pub fn rate_now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// The drain timeout on shutdown.
     pub fn drain_timeout(&self) -> Duration {
         self.config.shutdown.drain_timeout.0
@@ -329,6 +334,12 @@ fn build_policy(name: &str, p: &RateLimitPolicy) -> Policy {
         status: StatusCode::from_u16(p.status).unwrap_or(StatusCode::TOO_MANY_REQUESTS),
         headers: p.headers,
         max_keys: p.max_keys,
+        ban: p.ban.as_ref().map(|b| BanRule {
+            after: b.after,
+            within: b.within.0,
+            duration: b.duration.0,
+            max_duration: b.max_duration.0,
+        }),
     })
 }
 

@@ -297,14 +297,17 @@ impl Algorithm for LeakyBucket {
         }
         if excess > self.delay {
             let wait_ms = u128::from(excess - self.delay) * 1000 / u128::from(self.rate);
-            Outcome::Delay(Duration::from_millis(wait_ms as u64))
-        } else {
-            Outcome::Allow {
-                remaining: (self.burst - excess) / 1000,
-                reset: Duration::from_millis(
-                    (u128::from(excess) * 1000 / u128::from(self.rate)) as u64,
-                ),
+            // A delay that rounds down to 0 ms is no delay: nginx passes the request at
+            // once and reports it as PASSED, not DELAYED.
+            if wait_ms > 0 {
+                return Outcome::Delay(Duration::from_millis(wait_ms as u64));
             }
+        }
+        Outcome::Allow {
+            remaining: (self.burst - excess) / 1000,
+            reset: Duration::from_millis(
+                (u128::from(excess) * 1000 / u128::from(self.rate)) as u64,
+            ),
         }
     }
 

@@ -23,6 +23,7 @@ use crate::algo::{
     Algorithm, FixedWindow, Gcra, LeakyBucket, Nanos, Outcome, SlidingLog, SlidingWindow,
     TokenBucket,
 };
+use crate::bans::{BanRule, Bans};
 use crate::store::MemoryStore;
 
 /// The layer name in logs and metrics.
@@ -96,6 +97,7 @@ pub struct Policy {
     headers: bool,
     quota: u64,
     window_secs: u64,
+    bans: Option<Bans>,
 }
 
 /// Everything a [`Policy`] is made of.
@@ -123,6 +125,8 @@ pub struct PolicySettings {
     pub headers: bool,
     /// Most keys tracked.
     pub max_keys: usize,
+    /// Ban clients that keep getting refused.
+    pub ban: Option<BanRule>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -228,7 +232,13 @@ impl Policy {
             headers: s.headers,
             quota,
             window_secs: window.as_secs().max(1),
+            bans: s.ban.map(|rule| Bans::new(rule, s.max_keys)),
         }
+    }
+
+    /// The policy's bans, when it has a ban rule.
+    pub fn bans(&self) -> Option<&Bans> {
+        self.bans.as_ref()
     }
 
     /// The policy's name.
@@ -249,34 +259,57 @@ impl Policy {
         }
     }
 
-    fn client_key(&self, ctx: &RequestContext, head: &Parts) -> Vec<u8> {
-        let mut key = Vec::with_capacity(64);
-        key.extend_from_slice(self.name.as_bytes());
-        for part in &self.key {
-            key.push(0);
+    /// The client as this policy sees it, readable (`ip:203.0.113.9`,
+    /// `ip:2001:db8:1:2::/64`, `subject:alice`, `header:x-api-key=...`), parts joined by `|`.
+    fn client_label(&self, ctx: &RequestContext, head: &Parts) -> String {
+        let mut label = String::with_capacity(48);
+        for (i, part) in self.key.iter().enumerate() {
+            if i > 0 {
+                label.push('|');
+            }
             match part {
-                KeyPart::Ip => push_ip(&mut key, ctx.client.ip, self.ipv6_prefix),
+                KeyPart::Ip => push_ip(&mut label, ctx.client.ip, self.ipv6_prefix),
                 KeyPart::Subject => match &ctx.identity {
                     Some(id) => {
-                        key.push(b's');
-                        key.extend_from_slice(id.subject.as_bytes());
+                        label.push_str("subject:");
+                        label.push_str(&id.subject);
                     }
-                    None => push_ip(&mut key, ctx.client.ip, self.ipv6_prefix),
+                    None => push_ip(&mut label, ctx.client.ip, self.ipv6_prefix),
                 },
                 KeyPart::Route => {
+                    label.push_str("route:");
                     if let Some(r) = &ctx.route {
-                        key.extend_from_slice(r.name.as_bytes());
+                        label.push_str(&r.name);
                     }
                 }
                 KeyPart::Header(name) => {
-                    for v in head.headers.get_all(name) {
-                        key.extend_from_slice(v.as_bytes());
-                        key.push(b',');
+                    label.push_str("header:");
+                    label.push_str(name.as_str());
+                    label.push('=');
+                    for (j, v) in head.headers.get_all(name).iter().enumerate() {
+                        if j > 0 {
+                            label.push(',');
+                        }
+                        label.push_str(&String::from_utf8_lossy(v.as_bytes()));
                     }
                 }
             }
         }
-        key
+        label
+    }
+
+    /// A refusal for `reason` with the wait `retry_after`.
+    fn refusal(&self, reason: &'static str, retry_after: Duration) -> Interruption {
+        let wait = secs_up(retry_after).max(1);
+        let mut i = Interruption::new(self.status, reason).with_rule(self.name.to_string());
+        i.headers.insert(RETRY_AFTER, HeaderValue::from(wait));
+        if let Ok(v) = HeaderValue::from_str(&self.policy_item()) {
+            i.headers.insert("ratelimit-policy", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("\"{}\";r=0;t={wait}", self.name)) {
+            i.headers.insert("ratelimit", v);
+        }
+        i
     }
 
     fn policy_item(&self) -> String {
@@ -284,22 +317,16 @@ impl Policy {
     }
 }
 
-fn push_ip(key: &mut Vec<u8>, ip: IpAddr, v6_prefix: u8) {
+fn push_ip(label: &mut String, ip: IpAddr, v6_prefix: u8) {
+    use std::fmt::Write;
     match ip {
         IpAddr::V4(v4) => {
-            key.push(4);
-            key.extend_from_slice(&v4.octets());
+            let _ = write!(label, "ip:{v4}");
         }
         IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            let prefix = u32::from(v6_prefix.min(128));
-            let masked = if prefix == 0 {
-                0
-            } else {
-                bits & (u128::MAX << (128 - prefix))
-            };
-            key.push(6);
-            key.extend_from_slice(&masked.to_be_bytes());
+            let prefix = u32::from(v6_prefix.clamp(1, 128));
+            let masked = u128::from(v6) & (u128::MAX << (128 - prefix));
+            let _ = write!(label, "ip:{}/{prefix}", std::net::Ipv6Addr::from(masked));
         }
     }
 }
@@ -336,6 +363,15 @@ impl RateLimit {
     }
 }
 
+fn shadow_decision(p: &Policy, reason: &'static str) -> Decision {
+    Decision {
+        layer: LAYER,
+        outcome: Logged::Shadow,
+        reason: Cow::Borrowed(reason),
+        rule_id: Some(Cow::Owned(p.name.to_string())),
+    }
+}
+
 fn secs_up(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
@@ -359,8 +395,17 @@ impl rampart_core::Defense for RateLimit {
             if !p.applies(ctx) {
                 continue;
             }
-            let key = p.client_key(ctx, head);
-            let outcome = p.store.decide(&key, now, p.cost, p.count_rejected);
+            let client = p.client_label(ctx, head);
+            if let Some(left) = p.bans.as_ref().and_then(|b| b.banned(&client, now)) {
+                if p.shadow {
+                    ctx.record(shadow_decision(p, "banned"));
+                    continue;
+                }
+                return Ok(Verdict::Deny(p.refusal("banned", left)));
+            }
+            let outcome = p
+                .store
+                .decide(client.as_bytes(), now, p.cost, p.count_rejected);
             match outcome {
                 Outcome::Allow { remaining, reset } => {
                     if p.headers {
@@ -376,26 +421,15 @@ impl rampart_core::Defense for RateLimit {
                     }
                 }
                 Outcome::Deny { retry_after } => {
-                    let wait = secs_up(retry_after).max(1);
                     if p.shadow {
-                        ctx.record(Decision {
-                            layer: LAYER,
-                            outcome: Logged::Shadow,
-                            reason: Cow::Borrowed("rate_limited"),
-                            rule_id: Some(Cow::Owned(p.name.to_string())),
-                        });
+                        ctx.record(shadow_decision(p, "rate_limited"));
                         continue;
                     }
-                    let mut i =
-                        Interruption::new(p.status, "rate_limited").with_rule(p.name.to_string());
-                    i.headers.insert(RETRY_AFTER, HeaderValue::from(wait));
-                    if let Ok(v) = HeaderValue::from_str(&p.policy_item()) {
-                        i.headers.insert("ratelimit-policy", v);
+                    // The refusal that reaches the ban threshold answers with the ban.
+                    if let Some(ban) = p.bans.as_ref().and_then(|b| b.refused(&client, now)) {
+                        return Ok(Verdict::Deny(p.refusal("banned", ban)));
                     }
-                    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\";r=0;t={wait}", p.name)) {
-                        i.headers.insert("ratelimit", v);
-                    }
-                    return Ok(Verdict::Deny(i));
+                    return Ok(Verdict::Deny(p.refusal("rate_limited", retry_after)));
                 }
             }
         }
@@ -435,6 +469,7 @@ mod tests {
             status: StatusCode::TOO_MANY_REQUESTS,
             headers: true,
             max_keys: 1000,
+            ban: None,
         }
     }
 
@@ -532,6 +567,44 @@ mod tests {
         let (v, c) = run(&rl, "198.51.100.1");
         assert!(matches!(v, Verdict::Continue));
         assert_eq!(c.decisions[0].outcome, Logged::Shadow);
+    }
+
+    #[test]
+    fn repeat_offenders_are_banned() {
+        let clock = Arc::new(ManualClock::new());
+        let origin = clock.now();
+        let mut s = settings(Spec::FixedWindow {
+            count: 1,
+            period: Duration::from_secs(1),
+        });
+        s.ban = Some(BanRule {
+            after: 2,
+            within: Duration::from_secs(60),
+            duration: Duration::from_secs(300),
+            max_duration: Duration::from_secs(3600),
+        });
+        let policy = Arc::new(Policy::new(s));
+        let rl = RateLimit::new(vec![policy.clone()], clock.clone(), origin);
+        assert!(matches!(run(&rl, "192.0.2.7").0, Verdict::Continue));
+        assert!(
+            matches!(run(&rl, "192.0.2.7").0, Verdict::Deny(ref i) if i.reason == "rate_limited")
+        );
+        let (v, _) = run(&rl, "192.0.2.7");
+        let Verdict::Deny(i) = v else {
+            panic!("expected a ban, got {v:?}")
+        };
+        assert_eq!(i.reason, "banned");
+        assert_eq!(i.headers[RETRY_AFTER], "300");
+        // A new second would admit again, but the ban holds.
+        clock.advance(Duration::from_secs(2));
+        assert!(matches!(run(&rl, "192.0.2.7").0, Verdict::Deny(ref i) if i.reason == "banned"));
+        let bans = policy
+            .bans()
+            .map(|b| b.list(u64::MAX / 2))
+            .unwrap_or_default();
+        assert!(bans.is_empty(), "bans expire");
+        assert!(policy.bans().is_some_and(|b| b.lift("ip:192.0.2.7")));
+        assert!(matches!(run(&rl, "192.0.2.7").0, Verdict::Continue));
     }
 
     #[test]

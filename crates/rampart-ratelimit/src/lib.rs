@@ -12,12 +12,16 @@
 //! Which algorithm to choose is explained in docs/RATE_LIMITING.md.
 
 pub mod algo;
+pub mod bans;
 pub mod defense;
+pub mod nginx;
 pub mod store;
 
 pub use algo::{
     Algorithm, FixedWindow, Gcra, LeakyBucket, Nanos, Outcome, SlidingLog, SlidingWindow,
     TokenBucket,
 };
+pub use bans::{BanInfo, BanRule, Bans};
 pub use defense::{Audience, KeyPart, Policy, PolicySettings, RateLimit, Spec};
+pub use nginx::{Zones, ZonesDecision};
 pub use store::MemoryStore;

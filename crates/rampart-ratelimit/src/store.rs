@@ -71,11 +71,28 @@ impl<A: Algorithm> MemoryStore<A> {
         &self.algo
     }
 
-    /// Decides for a request of `cost` by the client `key` at `now`.
-    pub fn decide(&self, key: &[u8], now: Nanos, cost: u64, count_rejected: bool) -> Outcome {
+    fn hash(&self, key: &[u8]) -> u64 {
         let mut h = self.keys.build_hasher();
         h.write(key);
-        let hash = h.finish();
+        h.finish()
+    }
+
+    /// Forgets `key`: its next request starts fresh.
+    pub fn forget(&self, key: &[u8]) {
+        let hash = self.hash(key);
+        let index = (hash as usize) % self.shards.len();
+        if let Some(shard) = self.shards.get(index) {
+            shard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .map
+                .remove(&hash);
+        }
+    }
+
+    /// Decides for a request of `cost` by the client `key` at `now`.
+    pub fn decide(&self, key: &[u8], now: Nanos, cost: u64, count_rejected: bool) -> Outcome {
+        let hash = self.hash(key);
         // The low bits pick the shard; the table hashes with the rest.
         let index = (hash as usize) % self.shards.len();
         let Some(shard) = self.shards.get(index) else {

@@ -126,3 +126,49 @@ async fn shadow_policies_count_but_never_refuse() {
     let lines = log_lines(&dir.path("a.log"), 3).await;
     assert_eq!(lines[2]["rampart.decisions"][0]["outcome"], "shadow");
 }
+
+#[tokio::test]
+async fn repeat_offenders_are_banned_and_the_admin_api_lifts_bans() {
+    let up = MockUpstream::start().await;
+    let dir = TempDir::new();
+    let limits = r#"
+rate_limits:
+  strict:
+    algorithm: fixed_window
+    rate: 1/m
+    ban: { after: 2, within: 1m, duration: 10m }
+routes:
+  - name: all
+    match: { prefix: / }
+    upstream: up
+    rate_limit: [strict]
+"#;
+    let gw = start(&config(up.addr, &dir.path("a.log"), limits)).await;
+    let addr = gw.listener_addr("http").unwrap();
+    let admin = gw.admin_addr();
+    assert_eq!(http1_get(addr, "/", &[]).await.status(), 200);
+    let r = http1_get(addr, "/", &[]).await;
+    assert_eq!(r.status(), 429);
+    let r = http1_get(addr, "/", &[]).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "600");
+    assert_eq!(crate::common::echo(r.body())["reason"], "banned");
+
+    let list = http1_get(admin, "/bans", &[]).await;
+    let bans = crate::common::echo(list.body());
+    assert_eq!(bans["strict"][0]["client"], "ip:127.0.0.1");
+    assert_eq!(bans["strict"][0]["strikes"], 1);
+
+    let lift = http::Request::delete("/bans?policy=strict&client=ip:127.0.0.1")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let r = rampart_test_support::client::http1_request(admin, lift)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let bans = crate::common::echo(http1_get(admin, "/bans", &[]).await.body());
+    assert_eq!(bans["strict"].as_array().map(Vec::len), Some(0));
+    // Lifted: back to the ordinary limit (still used up this minute).
+    let r = http1_get(addr, "/", &[]).await;
+    assert_eq!(crate::common::echo(r.body())["reason"], "rate_limited");
+}
