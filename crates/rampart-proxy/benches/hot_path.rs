@@ -2,7 +2,7 @@
 //! normalization, route lookup, the raw framing reader, header checks and client-IP
 //! resolution. Run: `cargo bench -p rampart-proxy --bench hot_path`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::hint::black_box;
 use std::sync::Arc;
