@@ -22,6 +22,7 @@ need() {
 need cargo cargo
 need kill procps   # the CLI tests send SIGHUP/SIGTERM with kill(1)
 need nginx nginx   # rampart-ratelimit's conformance test replays traces against real nginx limit_req
+need redis-server redis-server   # rampart-ratelimit-redis tests run a fleet against a real Redis
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

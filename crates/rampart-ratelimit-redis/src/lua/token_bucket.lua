@@ -1,0 +1,35 @@
+-- Token bucket. ARGV[5] capacity, ARGV[6] refill count, ARGV[7] refill period. State: the
+-- level l in tokens times the period (absent: a full bucket) and the last update (s, n).
+local capacity = tonumber(ARGV[5])
+local rate = tonumber(ARGV[6])
+local period = tonumber(ARGV[7])
+local full = capacity * period
+local v = redis.call('HMGET', key, 'l', 's', 'n')
+local level = full
+local last = 0
+if v[1] then
+  last = rel(v[2], v[3])
+  local elapsed = math.max(-last, 0)
+  level = math.min(tonumber(v[1]) + elapsed * rate, full)
+end
+local need = cost * period
+last = math.max(last, 0)
+local function save(l)
+  local s, n = at(last)
+  redis.call('HSET', key, 'l', fmt(l), 's', s, 'n', n)
+  expire(last + ceildiv(full - l, rate))
+end
+if level >= need then
+  local left = level - need
+  save(left)
+  return {0, idiv(left, period), ceildiv(full - left, rate)}
+end
+if count_rejected then
+  save(0)
+else
+  save(level)
+end
+if need > full then
+  return {2, -1, 0}
+end
+return {2, ceildiv(need - level, rate), 0}

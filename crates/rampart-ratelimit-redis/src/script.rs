@@ -1,0 +1,106 @@
+//! The Lua scripts and the parameters each one takes, derived from a
+//! [`rampart_ratelimit::Spec`] with the same arithmetic as the pure constructors.
+
+use std::time::Duration;
+
+use rampart_ratelimit::Spec;
+
+use crate::limiter::ConfigError;
+
+/// Largest integer every Lua number below is exact up to (2^53), with room for sums.
+const LUA_EXACT: u128 = 1 << 52;
+
+const PRELUDE: &str = include_str!("lua/prelude.lua");
+
+/// One algorithm's script and parameters.
+#[derive(Debug)]
+pub(crate) struct Program {
+    /// The key suffix naming the algorithm, so state of another algorithm is never misread.
+    pub(crate) name: &'static str,
+    pub(crate) script: redis::Script,
+    pub(crate) code: String,
+    pub(crate) params: Vec<u64>,
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn fits(value: u128, what: &'static str) -> Result<(), ConfigError> {
+    if value <= LUA_EXACT {
+        Ok(())
+    } else {
+        Err(ConfigError::TooLarge(what))
+    }
+}
+
+impl Program {
+    pub(crate) fn new(spec: &Spec) -> Result<Self, ConfigError> {
+        let (name, body, params) = match *spec {
+            Spec::Gcra {
+                count,
+                period,
+                burst,
+            } => {
+                // As `Gcra::new`.
+                let interval = (ns(period) / count.max(1)).max(1);
+                let tolerance = interval.saturating_mul(burst.max(1) - 1);
+                fits(
+                    u128::from(tolerance) + u128::from(interval),
+                    "gcra burst * interval",
+                )?;
+                (
+                    "gcra",
+                    include_str!("lua/gcra.lua"),
+                    vec![interval, tolerance, burst.max(1)],
+                )
+            }
+            Spec::TokenBucket {
+                count,
+                period,
+                capacity,
+            } => {
+                let period = ns(period).max(1);
+                fits(
+                    u128::from(capacity.max(1)) * u128::from(period),
+                    "token bucket capacity * period",
+                )?;
+                (
+                    "token_bucket",
+                    include_str!("lua/token_bucket.lua"),
+                    vec![capacity.max(1), count.max(1), period],
+                )
+            }
+            Spec::FixedWindow { count, period } => {
+                let window = ns(period).max(1);
+                fits(u128::from(window), "fixed window length")?;
+                (
+                    "fixed_window",
+                    include_str!("lua/fixed_window.lua"),
+                    vec![count.max(1), window],
+                )
+            }
+            Spec::SlidingWindow { count, period } => {
+                let window = ns(period).max(1);
+                fits(
+                    u128::from(count.max(1)) * u128::from(window) * 2,
+                    "sliding window limit * window",
+                )?;
+                (
+                    "sliding_window",
+                    include_str!("lua/sliding_window.lua"),
+                    vec![count.max(1), window],
+                )
+            }
+            Spec::LeakyBucket { .. } => return Err(ConfigError::Unsupported("leaky bucket")),
+            Spec::SlidingLog { .. } => return Err(ConfigError::Unsupported("sliding log")),
+        };
+        let code = format!("{PRELUDE}\n{body}");
+        Ok(Self {
+            name,
+            script: redis::Script::new(&code),
+            code,
+            params,
+        })
+    }
+}
