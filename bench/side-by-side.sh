@@ -34,12 +34,14 @@
 #   KEEP_TMP=1    keep the temporary directory (configs, h2load outputs and
 #                 per-request logs) afterwards
 #   WAIT_IDLE     seconds to wait for the machine to be quiet (all CPUs
-#                 < IDLE_BUSY_PCT% busy, default 10) before starting,
+#                 < IDLE_BUSY_PCT% busy over 10 s, default 10) before starting,
 #                 and before repeating a disturbed measurement        (300)
 #   MAX_FOREIGN   a measurement during which processes other than this
 #                 benchmark's used more than this fraction of one CPU
 #                 is repeated (after waiting for quiet)               (0.05)
-#   MAX_ATTEMPTS  attempts per measurement; the last is kept, flagged  (3)
+#   MAX_STEAL     likewise for hypervisor steal time on the two CPUs,
+#                 as a fraction of one CPU                            (0.05)
+#   MAX_ATTEMPTS  attempts per measurement; the last is kept, flagged  (4)
 #
 # Output: bench/out/side-by-side-<timestamp>.json (every sample) and
 #         bench/out/side-by-side-<timestamp>.md (the summary table, also on stdout).
@@ -48,8 +50,27 @@
 # is stopped on exit; every h2load run is bounded by -D and by `timeout`.
 set -euo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-REPORT_PY="$REPO_ROOT/bench/side_by_side_report.py"
+# Bash reads a script while it runs it, so a checkout or stash that rewrites
+# this file mid-run would derail the run: run from a private copy instead.
+if [[ -z "${SBS_SELF_COPY:-}" ]]; then
+  here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  self_copy="$(mktemp -d /tmp/rampart-side-by-side-self.XXXXXX)"
+  cp "$here/side-by-side.sh" "$here/side_by_side_report.py" "$self_copy/"
+  SBS_SELF_COPY="$self_copy" SBS_REPO_ROOT="$(cd "$here/.." && pwd)" \
+    bash "$self_copy/side-by-side.sh" "$@" &
+  child=$!
+  # pass an interrupt on as TERM: the copy cleans up on TERM
+  trap 'kill -TERM "$child" 2>/dev/null || true' INT TERM HUP
+  while :; do
+    rc=0
+    wait "$child" || rc=$?
+    kill -0 "$child" 2>/dev/null || break
+  done
+  rm -rf "$self_copy"
+  exit "$rc"
+fi
+REPO_ROOT="$SBS_REPO_ROOT"
+REPORT_PY="$SBS_SELF_COPY/side_by_side_report.py"
 
 PROXIES="${PROXIES:-rampart nginx haproxy}"
 ROUNDS="${ROUNDS:-5}"
@@ -74,7 +95,8 @@ READY_TIMEOUT="${READY_TIMEOUT:-30}"
 WAIT_IDLE="${WAIT_IDLE:-300}"
 IDLE_BUSY_PCT="${IDLE_BUSY_PCT:-10}"
 MAX_FOREIGN="${MAX_FOREIGN:-0.05}"
-MAX_ATTEMPTS="${MAX_ATTEMPTS:-3}"
+MAX_ATTEMPTS="${MAX_ATTEMPTS:-4}"
+MAX_STEAL="${MAX_STEAL:-0.05}"
 URL_PATH="/api/item.json"
 
 log() { printf '[side-by-side %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -186,6 +208,7 @@ cleanup() {
     kill -KILL "${pids[@]}" 2>/dev/null || true
   fi
   wait 2>/dev/null || true
+  rm -rf "$SBS_SELF_COPY"
   if [[ "$KEEP_TMP" == 1 || $rc -ne 0 ]]; then
     log "temporary files kept in $WORK"
   else
@@ -209,6 +232,11 @@ cpu_ticks_of_tree() {
     total=$(( total + ${12} + ${13} ))   # fields 14 and 15: utime, stime
   done
   echo "$total"
+}
+
+cpu_steal_ticks() {
+  # steal ticks of CPU $1 (time the hypervisor gave to someone else)
+  awk -v c="cpu$1" '$1 == c { print $9 + 0; exit }' /proc/stat
 }
 
 cpu_busy_ticks() {
@@ -430,7 +458,8 @@ run_h2load() {
 snapshot() {
   # snapshot PID: "proxy-tree-ticks proxy-cpu-busy load-cpu-busy foreign-ticks"
   echo "$(cpu_ticks_of_tree "$1") $(cpu_busy_ticks "$PROXY_CPU") $(cpu_busy_ticks "$LOAD_CPU")" \
-       "$(python3 "$REPORT_PY" foreign-cpu --root "$$")"
+       "$(python3 "$REPORT_PY" foreign-cpu --root "$$")" \
+       "$(( $(cpu_steal_ticks "$PROXY_CPU") + $(cpu_steal_ticks "$LOAD_CPU") ))"
 }
 
 measure_once() {
@@ -482,6 +511,7 @@ measure_once() {
     --cpu1-busy-before "${a[1]}" --cpu1-busy-after "${b[1]}" \
     --cpu0-busy-before "${a[2]}" --cpu0-busy-after "${b[2]}" \
     --foreign-before "${a[3]}" --foreign-after "${b[3]}" --max-foreign "$MAX_FOREIGN" \
+    --steal-before "${a[4]}" --steal-after "${b[4]}" --max-steal "$MAX_STEAL" \
     "${extra[@]}" || rc=$?
   # per-request logs are large; the summary is in the JSON
   [[ "$KEEP_TMP" == 1 ]] || rm -f "$base.log"
@@ -498,7 +528,7 @@ measure() {
     case "$rc" in
       0) return 0 ;;
       3) if ((attempt < MAX_ATTEMPTS)); then
-           log "other processes used CPU during that run; waiting for quiet and repeating it"
+           log "that run was disturbed; waiting for quiet and repeating it"
            wait_idle
          else
            log "WARNING: still disturbed after $MAX_ATTEMPTS attempts; keeping it, flagged"
@@ -518,10 +548,11 @@ rotated() {
 }
 
 # ---------------------------------------------------------------- machine label
-busy_pct_over_1s() {
+busy_pct_over() {
+  # busy_pct_over SECONDS: whole-machine busy % over that many seconds
   local a b
   a="$(awk '$1 == "cpu" { print $2+$3+$4+$7+$8+$9, $5+$6 }' /proc/stat)"
-  sleep 1
+  sleep "$1"
   b="$(awk '$1 == "cpu" { print $2+$3+$4+$7+$8+$9, $5+$6 }' /proc/stat)"
   awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
     busy = y[1] - x[1]; idle = y[2] - x[2];
@@ -542,13 +573,17 @@ fi
 wait_idle() {
   # wait (at most WAIT_IDLE seconds) until the machine is below IDLE_BUSY_PCT busy;
   # sets LAST_BUSY
-  local deadline=$((SECONDS + WAIT_IDLE))
-  LAST_BUSY="$(busy_pct_over_1s)"
+  # over a 10 s window, so that a short pause between two compiler runs
+  # does not count as quiet
+  local deadline=$((SECONDS + WAIT_IDLE)) last_log=-100
+  LAST_BUSY="$(busy_pct_over 10)"
   while awk -v b="$LAST_BUSY" -v t="$IDLE_BUSY_PCT" 'BEGIN { exit !(b > t) }' \
         && ((SECONDS < deadline)); do
-    log "machine ${LAST_BUSY}% busy (> ${IDLE_BUSY_PCT}%); waiting up to $((deadline - SECONDS))s more for it to go quiet"
-    sleep 4
-    LAST_BUSY="$(busy_pct_over_1s)"
+    if ((SECONDS - last_log >= 30)); then
+      log "machine ${LAST_BUSY}% busy (> ${IDLE_BUSY_PCT}%); waiting up to $((deadline - SECONDS))s more for it to go quiet"
+      last_log=$SECONDS
+    fi
+    LAST_BUSY="$(busy_pct_over 10)"
   done
 }
 # A build or test running beside the benchmark ruins it: wait (bounded) for a
@@ -612,7 +647,7 @@ fi
 # ---------------------------------------------------------------- report
 export TS NCPU CPU_MODEL KERNEL NGINX_VERSION HAPROXY_VERSION H2LOAD_VERSION RAMPART_VERSION \
   PREFLIGHT_BUSY ROUNDS DURATION WARMUP CONNS LAT_ROUNDS LAT_DURATION LAT_FRACTION LAT_MODE \
-  PROXY_CPU LOAD_CPU BODY_BYTES MAX_FOREIGN MAX_ATTEMPTS URL_PATH WORK
+  PROXY_CPU LOAD_CPU BODY_BYTES MAX_FOREIGN MAX_STEAL MAX_ATTEMPTS URL_PATH WORK
 export PROXY_NAMES="${PROXY_LIST[*]}" LAT_REQUESTS=$(( rps_client * CONNS * LAT_DURATION )) \
   LAT_RPS_CLIENT="$rps_client" LAT_TARGET_TOTAL="$target_total"
 python3 - "$WORK/meta.json" <<'EOF'
@@ -638,7 +673,8 @@ meta = {
         "lat_target_total_rps": int(e["LAT_TARGET_TOTAL"]),
         "proxy_cpu": int(e["PROXY_CPU"]), "load_cpu": int(e["LOAD_CPU"]),
         "body_bytes": int(e["BODY_BYTES"]),
-        "max_foreign": float(e["MAX_FOREIGN"]), "max_attempts": int(e["MAX_ATTEMPTS"]),
+        "max_foreign": float(e["MAX_FOREIGN"]), "max_steal": float(e["MAX_STEAL"]),
+        "max_attempts": int(e["MAX_ATTEMPTS"]),
         "url_path": e["URL_PATH"],
     },
     "configs": {

@@ -170,9 +170,20 @@ def cmd_record(a):
     rec["foreign_cpu_s"] = foreign
     rec["foreign_cpu_util"] = foreign / h["elapsed_s"] if h["elapsed_s"] > 0 else None
     rec["attempt"] = a.attempt
-    rec["disturbed"] = bool(
-        rec["foreign_cpu_util"] is not None and rec["foreign_cpu_util"] > a.max_foreign
-    )
+    # hypervisor steal time on both CPUs (0 where the kernel does not report it)
+    rec["steal_s"] = (a.steal_after - a.steal_before) / a.clk_tck
+    rec["steal_util"] = rec["steal_s"] / h["elapsed_s"] if h["elapsed_s"] > 0 else None
+    reasons = []
+    if rec["foreign_cpu_util"] is not None and rec["foreign_cpu_util"] > a.max_foreign:
+        reasons.append(
+            f"other processes used {100 * rec['foreign_cpu_util']:.0f}% of a CPU"
+        )
+    if rec["steal_util"] is not None and rec["steal_util"] > a.max_steal:
+        reasons.append(
+            f"the hypervisor took {100 * rec['steal_util']:.0f}% of a CPU (steal time)"
+        )
+    rec["disturbed"] = bool(reasons)
+    rec["disturbed_by"] = reasons
     if a.kind == "closed":
         rec["rps"] = ok / h["elapsed_s"] if h["elapsed_s"] > 0 else 0.0
     else:
@@ -197,11 +208,7 @@ def cmd_record(a):
             f"achieved={lat['achieved_rps'] or 0:.0f} req/s"
         )
     if rec["disturbed"]:
-        print(
-            f"    ({a.proxy}: other processes used {100 * rec['foreign_cpu_util']:.0f}% "
-            f"of a CPU during this run)",
-            file=sys.stderr,
-        )
+        print(f"    ({a.proxy}: during this run {'; '.join(reasons)})", file=sys.stderr)
     bad = h["requests"]["failed"] + h["requests"]["errored"] + h["requests"]["timeout"]
     st = h.get("status", {})
     non2xx = st.get("3xx", 0) + st.get("4xx", 0) + st.get("5xx", 0)
@@ -278,6 +285,7 @@ def cmd_report(a):
             if r["proxy_cpu_busy_us_per_req"] is not None
         ]
         util = [r["proxy_cpu_util"] for r in runs if r["proxy_cpu_util"] is not None]
+        lutil = [r["load_cpu_busy_util"] for r in runs if r["load_cpu_busy_util"] is not None]
         other = [
             r["proxy_cpu_other_util"]
             for r in runs
@@ -292,6 +300,7 @@ def cmd_report(a):
             "cpu_us_per_req_median": statistics.median(cpu) if cpu else None,
             "cpu_busy_us_per_req_median": statistics.median(cpub) if cpub else None,
             "proxy_cpu_util_median": statistics.median(util) if util else None,
+            "load_cpu_util_median": statistics.median(lutil) if lutil else None,
             "proxy_cpu_other_util_median": statistics.median(other) if other else None,
             "failed_requests": sum(
                 r["requests"]["failed"] + r["requests"]["errored"] + r["requests"]["timeout"]
@@ -395,10 +404,10 @@ def cmd_report(a):
         lines.append("")
     lines.append(
         "| proxy | median req/s (min–max) | median CPU µs/req (process) "
-        "| median CPU µs/req (whole proxy CPU) | proxy CPU use | open-loop p50 "
-        "| p90 | p99 | p99.9 |"
+        "| median CPU µs/req (whole proxy CPU) | proxy CPU use | load-gen CPU use "
+        "| open-loop p50 | p90 | p99 | p99.9 |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for p in proxies:
         s = summary[p]
         lines.append(
@@ -406,6 +415,7 @@ def cmd_report(a):
             f"| {fmt_num(s['cpu_us_per_req_median'], 2)} "
             f"| {fmt_num(s['cpu_busy_us_per_req_median'], 2)} "
             f"| {fmt_num(100 * s['proxy_cpu_util_median'] if s['proxy_cpu_util_median'] is not None else None, 0)}% "
+            f"| {fmt_num(100 * s['load_cpu_util_median'] if s['load_cpu_util_median'] is not None else None, 0)}% "
             f"| {fmt_us(s.get('open_p50_us_median'))} | {fmt_us(s.get('open_p90_us_median'))} "
             f"| {fmt_us(s.get('open_p99_us_median'))} | {fmt_us(s.get('open_p999_us_median'))} |"
         )
@@ -429,7 +439,10 @@ def cmd_report(a):
         "workers) / successful requests. \"Whole proxy CPU\" = all busy time on the "
         "proxy's CPU (includes loopback softirq work not charged to the process) / "
         "successful requests. \"Proxy CPU use\" = process CPU time / wall time; below "
-        "~95% the proxy was not the only bottleneck."
+        "~95% the proxy was not the only bottleneck. \"Load-gen CPU use\" = busy time of "
+        "the CPU shared by h2load and the upstream / wall time; near 100% the load side "
+        "limited the throughput, so that proxy's req/s is a lower bound and CPU µs/req "
+        "is the fairer comparison."
     )
     warn = []
     for p in proxies:
@@ -447,15 +460,18 @@ def cmd_report(a):
         lines.append("")
         lines.append(
             f"{repeated} measurement(s) were repeated because other processes used more "
-            f"than {100 * m['config']['max_foreign']:.0f}% of a CPU during them; the JSON "
-            f"keeps them with \"used\": false."
+            f"than {100 * m['config']['max_foreign']:.0f}% of a CPU, or the hypervisor's "
+            f"steal time exceeded {100 * m['config']['max_steal']:.0f}% of a CPU, during "
+            f"them; the JSON keeps them with \"used\": false."
         )
     still = [r for r in recs if r.get("disturbed")]
     if still:
         warn.append(
-            f"{len(still)} measurement(s) in the table were disturbed by other processes "
-            f"in every attempt: "
-            + ", ".join(f"{r['kind']}/{r['proxy']}/round {r['round']}" for r in still)
+            f"{len(still)} measurement(s) in the table were disturbed in every attempt: "
+            + ", ".join(
+                f"{r['kind']}/{r['proxy']}/round {r['round']} ({'; '.join(r.get('disturbed_by', []))})"
+                for r in still
+            )
         )
     if m.get("preflight_busy_pct") is not None and m["preflight_busy_pct"] > 10:
         warn.append(
@@ -497,6 +513,9 @@ def main():
     r.add_argument("--foreign-after", type=int, required=True)
     r.add_argument("--max-foreign", type=float, required=True)
     r.add_argument("--attempt", type=int, default=1)
+    r.add_argument("--max-steal", type=float, required=True)
+    r.add_argument("--steal-before", type=int, default=0)
+    r.add_argument("--steal-after", type=int, default=0)
     r.set_defaults(fn=cmd_record)
     fc = sub.add_parser("foreign-cpu")
     fc.add_argument("--root", type=int, required=True)
