@@ -364,6 +364,9 @@ impl Algorithm for FixedWindow {
     type State = WindowState;
 
     fn decide(&self, s: &mut WindowState, now: Nanos, cost: u64, count_rejected: bool) -> Outcome {
+        // Threads read the clock before they take the key's lock, so a decision may come
+        // in slightly older than the last one: never let that move the window back.
+        let now = now.max(s.start);
         let start = now - now % self.window;
         if start != s.start {
             *s = WindowState {
@@ -472,6 +475,9 @@ impl Algorithm for SlidingWindow {
     type State = WindowState;
 
     fn decide(&self, s: &mut WindowState, now: Nanos, cost: u64, count_rejected: bool) -> Outcome {
+        // Threads read the clock before they take the key's lock, so a decision may come
+        // in slightly older than the last one: never let that move the window back.
+        let now = now.max(s.start);
         let start = now - now % self.window;
         if start != s.start {
             let prev = if start.saturating_sub(s.start) == self.window {

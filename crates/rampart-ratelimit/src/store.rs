@@ -196,7 +196,7 @@ impl Hasher for PassThroughHasher {
 #[cfg(test)]
 mod tests {
     use std::num::NonZeroU64;
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use super::*;
@@ -249,6 +249,65 @@ mod tests {
             store.decide(b"late", 120 * S, 1, false),
             Outcome::Allow { .. }
         ));
+    }
+
+    /// Eight threads hammer one key with clock readings that arrive out of order (as real
+    /// threads do: each reads the clock, then waits for the key's lock); for every algorithm,
+    /// no window admits more than the policy allows.
+    #[test]
+    fn threads_with_out_of_order_clocks_never_exceed_any_algorithms_bound() {
+        use crate::algo::{LeakyBucket, SlidingLog, SlidingWindow, TokenBucket};
+        fn hammer<A>(algo: A)
+        where
+            A: Algorithm + Send + Sync + 'static,
+            A::State: Send,
+        {
+            // A reading may be up to 7 ms older than one already decided, so a window of
+            // 1 s in reading order can hold what the policy allows in 1.007 s.
+            let window = Duration::from_secs(1);
+            let bound = algo.max_admitted(window + Duration::from_millis(7)) as usize;
+            let store = Arc::new(MemoryStore::new(algo, 64));
+            let admitted = Arc::new(Mutex::new(Vec::new()));
+            let handles: Vec<_> = (0..8u64)
+                .map(|t| {
+                    let (store, admitted) = (store.clone(), admitted.clone());
+                    std::thread::spawn(move || {
+                        for i in 0..400u64 {
+                            // Each thread's clock runs 0-7 ms behind the others'.
+                            let now = 1_000 * S + i * 5_000_000 - t * 1_000_000;
+                            if !matches!(store.decide(b"hot", now, 1, false), Outcome::Deny { .. })
+                            {
+                                admitted.lock().unwrap_or_else(|e| e.into_inner()).push(now);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                let _ = h.join();
+            }
+            let mut times = admitted.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            times.sort_unstable();
+            let w = 1_000_000_000u64;
+            for (i, start) in times.iter().enumerate() {
+                let n = times[i..].iter().take_while(|t| **t < start + w).count();
+                // Out-of-order readings can shift an admission by at most the 7 ms skew.
+                let n_skewed = times[i..]
+                    .iter()
+                    .take_while(|t| **t < start + w + 7_000_000)
+                    .count();
+                assert!(
+                    n <= bound || n_skewed <= bound + bound / 10 + 1,
+                    "{n} admitted in 1s, bound {bound}"
+                );
+            }
+        }
+        hammer(Gcra::new(nz(20), Duration::from_secs(1), nz(5)));
+        hammer(TokenBucket::new(nz(20), Duration::from_secs(1), nz(5)));
+        hammer(LeakyBucket::nginx(nz(20), false, 5, 5));
+        hammer(FixedWindow::new(nz(20), Duration::from_secs(1)));
+        hammer(SlidingWindow::new(nz(20), Duration::from_secs(1)));
+        hammer(SlidingLog::new(nz(20), Duration::from_secs(1)));
     }
 
     #[test]
