@@ -211,7 +211,7 @@ impl Shared {
                 host: flow.host.as_ref(),
             },
         );
-        if let Ok(v) = HeaderValue::from_str(&flow.ctx.request_id) {
+        if let Some(v) = flow.id_header.clone() {
             head.headers.insert("x-request-id", v);
         }
         if !head.headers.contains_key(header::HOST)
@@ -419,6 +419,9 @@ struct Flow {
     started: Instant,
     started_wall: SystemTime,
     method: Method,
+    /// The request id as a header value, built once for the upstream request and the
+    /// response (a clone shares the bytes).
+    id_header: Option<HeaderValue>,
     /// The request target as received (cheap to clone: it shares the parsed bytes).
     uri: http::Uri,
     /// The normalized path, when normalization changed it.
@@ -449,11 +452,13 @@ impl Flow {
                 tls: conn.tls.clone(),
             },
         );
+        let id_header = HeaderValue::from_str(&ctx.request_id).ok();
         Self {
             ctx,
             started: Instant::now(),
             started_wall: SystemTime::now(),
             method: req.method().clone(),
+            id_header,
             uri: req.uri().clone(),
             normalized: None,
             host,
@@ -506,7 +511,7 @@ impl Flow {
         {
             h.insert(header::STRICT_TRANSPORT_SECURITY, v);
         }
-        if let Ok(v) = HeaderValue::from_str(&self.ctx.request_id) {
+        if let Some(v) = self.id_header.clone() {
             h.insert("x-request-id", v);
         }
         for (k, v) in &self.ctx.response_headers {

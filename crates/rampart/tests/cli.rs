@@ -158,13 +158,7 @@ fn validate_names_the_line_of_an_unknown_field_or_bad_duration() {
     let good = config(free_port(), free_port(), free_port(), "");
     let unknown = good.replace("    targets:", "    tragets:");
     let f = dir.file("unknown.yaml", &unknown);
-    let out = Command::new(BIN)
-        .args(["validate", "-c"])
-        .arg(&f)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = validate_fails(&f);
     assert!(
         err.contains(&format!("{}:10:5: unknown field `tragets`", f.display())),
         "{err}"
@@ -172,13 +166,7 @@ fn validate_names_the_line_of_an_unknown_field_or_bad_duration() {
 
     let bad = good.replace("    targets:", "    connect_timeout: soon\n    targets:");
     let f = dir.file("duration.yaml", &bad);
-    let out = Command::new(BIN)
-        .args(["validate", "-c"])
-        .arg(&f)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = validate_fails(&f);
     assert!(
         err.contains(&format!("{}:10:22: invalid duration \"soon\"", f.display())),
         "{err}"
@@ -421,6 +409,21 @@ fn insecure_client() -> std::sync::Arc<rustls::ClientConfig> {
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     std::sync::Arc::new(config)
+}
+
+/// Runs `rampart validate -c path`, requires it to fail, and returns its stderr.
+fn validate_fails(path: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(["validate", "-c"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "validate accepted {}",
+        path.display()
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 async fn wait_for<F, Fut>(mut check: F)

@@ -88,3 +88,9 @@ pub fn echo(body: &[u8]) -> serde_json::Value {
     serde_json::from_slice(body)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
 }
+
+/// The admin listener's `/metrics` text.
+pub async fn metrics(admin: SocketAddr) -> String {
+    let r = rampart_test_support::client::http1_get(admin, "/metrics", &[]).await;
+    String::from_utf8(r.body().to_vec()).unwrap()
+}

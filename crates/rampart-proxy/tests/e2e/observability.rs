@@ -73,7 +73,7 @@ async fn metrics_health_and_readiness() {
     let admin = gw.admin_addr();
     assert_eq!(http1_get(admin, "/healthz", &[]).await.status(), 200);
     assert_eq!(http1_get(admin, "/readyz", &[]).await.status(), 200);
-    let m = String::from_utf8(http1_get(admin, "/metrics", &[]).await.body().to_vec()).unwrap();
+    let m = crate::common::metrics(admin).await;
     for expected in [
         r#"rampart_http_requests_total{route="users",status="200"} 2"#,
         r#"rampart_http_requests_total{route="admin",status="403"} 1"#,
@@ -111,13 +111,7 @@ async fn reload_swaps_routes_and_a_bad_config_keeps_the_old_one() {
     assert!(err.to_string().contains("nonexistent.pem"), "{err}");
     assert_eq!(http1_get(addr, "/new", &[]).await.status(), 200);
 
-    let m = String::from_utf8(
-        http1_get(gw.admin_addr(), "/metrics", &[])
-            .await
-            .body()
-            .to_vec(),
-    )
-    .unwrap();
+    let m = crate::common::metrics(gw.admin_addr()).await;
     assert!(
         m.contains(r#"rampart_config_reloads_total{result="ok"} 1"#),
         "{m}"

@@ -28,16 +28,6 @@ routes:
     rate_limit: [dry]
 "#;
 
-async fn metrics(gw: &rampart_proxy::Gateway) -> String {
-    String::from_utf8(
-        http1_get(gw.admin_addr(), "/metrics", &[])
-            .await
-            .body()
-            .to_vec(),
-    )
-    .unwrap()
-}
-
 #[tokio::test]
 async fn a_per_ip_limit_answers_429_with_retry_after_and_ratelimit_fields() {
     let up = MockUpstream::start().await;
@@ -76,7 +66,7 @@ async fn a_per_ip_limit_answers_429_with_retry_after_and_ratelimit_fields() {
     assert_eq!(event["reason"], "rate_limited");
     assert_eq!(event["rule_id"], "login");
     assert_eq!(event["http.response.status_code"], 429);
-    let m = metrics(&gw).await;
+    let m = crate::common::metrics(gw.admin_addr()).await;
     assert!(
         m.contains(r#"rampart_denials_total{layer="ratelimit",reason="rate_limited"} 1"#),
         "{m}"
@@ -118,7 +108,7 @@ async fn shadow_policies_count_but_never_refuse() {
     for _ in 0..3 {
         assert_eq!(http1_get(addr, "/shadow", &[]).await.status(), 200);
     }
-    let m = metrics(&gw).await;
+    let m = crate::common::metrics(gw.admin_addr()).await;
     assert!(
         m.contains(r#"rampart_shadow_denials_total{layer="ratelimit",reason="rate_limited"} 2"#),
         "{m}"

@@ -6,7 +6,7 @@ use rampart_test_support::client::{http1_get, raw_exchange, tls_client_config, t
 use rampart_test_support::pki::{TestPki, cert_der_from_pem};
 use rampart_test_support::upstream::MockUpstream;
 
-use crate::common::{TempDir, echo, log_lines};
+use crate::common::{TempDir, echo, log_lines, start};
 
 fn tls_config(pki: &TestPki, upstream: SocketAddr, log: &Path, tls_extra: &str) -> String {
     format!(
@@ -37,10 +37,6 @@ routes:
         key = pki.server_key_path.display(),
         log = log.display(),
     )
-}
-
-async fn start(yaml: &str) -> rampart_proxy::Gateway {
-    crate::common::start(yaml).await
 }
 
 #[tokio::test]

@@ -47,7 +47,7 @@ routes:
         t.elapsed()
     );
 
-    let metrics = reqwest_metrics(gw.admin_addr()).await;
+    let metrics = crate::common::metrics(gw.admin_addr()).await;
     assert!(
         metrics.contains(r#"rampart_upstream_errors_total{upstream="up",kind="connect"} 1"#),
         "{metrics}"
@@ -72,9 +72,4 @@ async fn a_slow_upstream_within_its_timeout_is_waited_for() {
     .await;
     let r = http1_get(gw.listener_addr("http").unwrap(), "/slow?ms=300", &[]).await;
     assert_eq!(r.status(), 200);
-}
-
-async fn reqwest_metrics(admin: std::net::SocketAddr) -> String {
-    let r = http1_get(admin, "/metrics", &[]).await;
-    String::from_utf8(r.body().to_vec()).unwrap()
 }
