@@ -15,6 +15,7 @@ pub mod algo;
 pub mod bans;
 pub mod defense;
 pub mod nginx;
+pub mod shared;
 pub mod store;
 
 pub use algo::{
@@ -24,4 +25,5 @@ pub use algo::{
 pub use bans::{BanInfo, BanRule, Bans};
 pub use defense::{Audience, KeyPart, Policy, PolicySettings, RateLimit, Spec};
 pub use nginx::{Zones, ZonesDecision};
+pub use shared::{Answer, DecisionPath, SharedDecision, SharedStore};
 pub use store::MemoryStore;
