@@ -23,7 +23,8 @@ use crate::algo::{
     Algorithm, FixedWindow, Gcra, LeakyBucket, Nanos, Outcome, SlidingLog, SlidingWindow,
     TokenBucket,
 };
-use crate::bans::{BanRule, Bans};
+use crate::bans::{BanInfo, BanRule, Bans};
+use crate::shared::{Answer, DecisionPath, SharedStore};
 use crate::store::MemoryStore;
 
 /// The layer name in logs and metrics.
@@ -83,10 +84,18 @@ pub enum Audience {
     Authenticated,
 }
 
+/// Where a policy keeps its counters.
+enum Backend {
+    /// In this process's memory, decided synchronously.
+    Memory(Box<dyn Limiter>),
+    /// In a store shared by a fleet (counters and bans).
+    Shared(Arc<dyn SharedStore>),
+}
+
 /// A named policy and its store.
 pub struct Policy {
     name: Arc<str>,
-    store: Box<dyn Limiter>,
+    store: Backend,
     key: Vec<KeyPart>,
     ipv6_prefix: u8,
     audience: Audience,
@@ -159,6 +168,19 @@ fn nz(n: u64) -> std::num::NonZeroU64 {
 }
 
 impl Policy {
+    /// Builds a policy whose counters and bans live in `store`, shared with other gateways.
+    /// `s.max_keys` and `s.ban` still shape the policy (the store was built with the same
+    /// ban rule); the in-memory store and bans are not created.
+    pub fn shared(s: PolicySettings, store: Arc<dyn SharedStore>) -> Self {
+        let mut p = Self::new(PolicySettings {
+            max_keys: 1,
+            ban: None,
+            ..s
+        });
+        p.store = Backend::Shared(store);
+        p
+    }
+
     /// Builds a policy with an empty in-memory store.
     pub fn new(s: PolicySettings) -> Self {
         let keys = s.max_keys;
@@ -221,7 +243,7 @@ impl Policy {
         };
         Self {
             name: s.name.into(),
-            store,
+            store: Backend::Memory(store),
             key: s.key,
             ipv6_prefix: s.ipv6_prefix,
             audience: s.audience,
@@ -236,9 +258,38 @@ impl Policy {
         }
     }
 
-    /// The policy's bans, when it has a ban rule.
+    /// The policy's in-memory bans, when it has a ban rule and keeps its state in memory.
     pub fn bans(&self) -> Option<&Bans> {
         self.bans.as_ref()
+    }
+
+    /// Whether the policy bans (in memory or in its shared store).
+    pub fn has_bans(&self) -> bool {
+        self.bans.is_some() || matches!(self.store, Backend::Shared(_))
+    }
+
+    /// Whether the policy's state is shared with other gateways.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.store, Backend::Shared(_))
+    }
+
+    /// The bans in force at `now` (the defense's time, see [`RateLimit::new`]), wherever
+    /// they are kept. A shared policy without a ban rule lists none.
+    pub async fn list_bans(&self, now: Nanos) -> Result<Vec<BanInfo>, String> {
+        match (&self.store, &self.bans) {
+            (Backend::Shared(s), _) => s.bans().await,
+            (Backend::Memory(_), Some(b)) => Ok(b.list(now)),
+            (Backend::Memory(_), None) => Ok(Vec::new()),
+        }
+    }
+
+    /// Lifts `client`'s ban; true if it was banned.
+    pub async fn lift_ban(&self, client: &str) -> Result<bool, String> {
+        match (&self.store, &self.bans) {
+            (Backend::Shared(s), _) => s.lift(client).await,
+            (Backend::Memory(_), Some(b)) => Ok(b.lift(client)),
+            (Backend::Memory(_), None) => Ok(false),
+        }
     }
 
     /// The policy's name.
@@ -246,9 +297,12 @@ impl Policy {
         &self.name
     }
 
-    /// Clients tracked now.
+    /// Clients tracked now in memory (0 for a shared policy).
     pub fn tracked(&self) -> usize {
-        self.store.tracked()
+        match &self.store {
+            Backend::Memory(m) => m.tracked(),
+            Backend::Shared(_) => 0,
+        }
     }
 
     fn applies(&self, ctx: &RequestContext) -> bool {
@@ -312,6 +366,32 @@ impl Policy {
         i
     }
 
+    /// The answer of the in-memory store and bans for `client` at `now`. A refusal that
+    /// reaches the ban threshold answers with the ban; shadow refusals are not counted
+    /// towards bans.
+    fn decide_in_memory(&self, store: &dyn Limiter, client: &str, now: Nanos) -> Answer {
+        if let Some(left) = self.bans.as_ref().and_then(|b| b.banned(client, now)) {
+            return Answer::Banned(left);
+        }
+        let outcome = store.decide(client.as_bytes(), now, self.cost, self.count_rejected);
+        if matches!(outcome, Outcome::Deny { .. }) && !self.shadow {
+            if let Some(ban) = self.bans.as_ref().and_then(|b| b.refused(client, now)) {
+                return Answer::Banned(ban);
+            }
+        }
+        Answer::Decided(outcome)
+    }
+
+    /// The refusal when the shared store is unreachable and the policy fails closed: 503,
+    /// since the client did nothing wrong, with the store's cool-down as `Retry-After`.
+    fn unavailable(&self, retry_after: Duration) -> Interruption {
+        let mut i = Interruption::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+            .with_rule(self.name.to_string());
+        i.headers
+            .insert(RETRY_AFTER, HeaderValue::from(secs_up(retry_after).max(1)));
+        i
+    }
+
     fn policy_item(&self) -> String {
         format!("\"{}\";q={};w={}", self.name, self.quota, self.window_secs)
     }
@@ -372,6 +452,15 @@ fn shadow_decision(p: &Policy, reason: &'static str) -> Decision {
     }
 }
 
+fn fail_open(p: &Policy, reason: &'static str) -> Decision {
+    Decision {
+        layer: LAYER,
+        outcome: Logged::FailOpen,
+        reason: Cow::Borrowed(reason),
+        rule_id: Some(Cow::Owned(p.name.to_string())),
+    }
+}
+
 fn secs_up(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
@@ -396,38 +485,56 @@ impl rampart_core::Defense for RateLimit {
                 continue;
             }
             let client = p.client_label(ctx, head);
-            if let Some(left) = p.bans.as_ref().and_then(|b| b.banned(&client, now)) {
-                if p.shadow {
-                    ctx.record(shadow_decision(p, "banned"));
-                    continue;
+            let answer = match &p.store {
+                Backend::Memory(store) => p.decide_in_memory(store.as_ref(), &client, now),
+                Backend::Shared(store) => {
+                    let d = store.decide(&client, p.cost).await;
+                    match d.path {
+                        DecisionPath::Shared => {}
+                        DecisionPath::FailOpen => ctx.record(fail_open(p, "store_unavailable")),
+                        DecisionPath::Local => {
+                            ctx.record(fail_open(p, "store_unavailable_local"));
+                        }
+                        DecisionPath::FailClosed => {
+                            if p.shadow {
+                                ctx.record(shadow_decision(p, "store_unavailable"));
+                                continue;
+                            }
+                            let wait = match d.answer {
+                                Answer::Decided(Outcome::Deny { retry_after }) => retry_after,
+                                _ => Duration::from_secs(1),
+                            };
+                            return Ok(Verdict::Deny(p.unavailable(wait)));
+                        }
+                    }
+                    d.answer
                 }
-                return Ok(Verdict::Deny(p.refusal("banned", left)));
-            }
-            let outcome = p
-                .store
-                .decide(client.as_bytes(), now, p.cost, p.count_rejected);
-            match outcome {
-                Outcome::Allow { remaining, reset } => {
+            };
+            match answer {
+                Answer::Banned(left) => {
+                    if p.shadow {
+                        ctx.record(shadow_decision(p, "banned"));
+                        continue;
+                    }
+                    return Ok(Verdict::Deny(p.refusal("banned", left)));
+                }
+                Answer::Decided(Outcome::Allow { remaining, reset }) => {
                     if p.headers {
                         policies.push(p.policy_item());
                         states.push(format!("\"{}\";r={remaining};t={}", p.name, secs_up(reset)));
                     }
                 }
-                Outcome::Delay(d) => {
+                Answer::Decided(Outcome::Delay(d)) => {
                     delay = delay.max(d);
                     if p.headers {
                         policies.push(p.policy_item());
                         states.push(format!("\"{}\";r=0;t={}", p.name, secs_up(d)));
                     }
                 }
-                Outcome::Deny { retry_after } => {
+                Answer::Decided(Outcome::Deny { retry_after }) => {
                     if p.shadow {
                         ctx.record(shadow_decision(p, "rate_limited"));
                         continue;
-                    }
-                    // The refusal that reaches the ban threshold answers with the ban.
-                    if let Some(ban) = p.bans.as_ref().and_then(|b| b.refused(&client, now)) {
-                        return Ok(Verdict::Deny(p.refusal("banned", ban)));
                     }
                     return Ok(Verdict::Deny(p.refusal("rate_limited", retry_after)));
                 }
@@ -626,5 +733,90 @@ mod tests {
             matches!(run(&rl, "192.0.2.1").0, Verdict::Delay(d) if d == Duration::from_millis(200))
         );
         assert!(matches!(run(&rl, "192.0.2.1").0, Verdict::Deny(_)));
+    }
+
+    /// A shared store that answers what it is told, to test the defense's handling of each
+    /// path; the real one (Redis) is tested in `rampart-ratelimit-redis` and end to end.
+    #[derive(Debug)]
+    struct Scripted(std::sync::Mutex<Vec<crate::SharedDecision>>);
+
+    #[async_trait]
+    impl SharedStore for Scripted {
+        async fn decide(&self, _client: &str, _cost: u64) -> crate::SharedDecision {
+            self.0.lock().unwrap().remove(0)
+        }
+        async fn bans(&self) -> Result<Vec<BanInfo>, String> {
+            Err("unreachable".into())
+        }
+        async fn lift(&self, _client: &str) -> Result<bool, String> {
+            Ok(true)
+        }
+    }
+
+    #[test]
+    fn shared_store_paths_become_verdicts_and_decisions() {
+        use crate::SharedDecision;
+        let clock = Arc::new(ManualClock::new());
+        let origin = clock.now();
+        let d = |answer, path| SharedDecision {
+            answer,
+            path,
+            error: None,
+        };
+        let store = Arc::new(Scripted(std::sync::Mutex::new(vec![
+            d(
+                Answer::Decided(Outcome::Allow {
+                    remaining: 3,
+                    reset: Duration::from_millis(1500),
+                }),
+                DecisionPath::Shared,
+            ),
+            d(
+                Answer::Decided(Outcome::Allow {
+                    remaining: 0,
+                    reset: Duration::ZERO,
+                }),
+                DecisionPath::FailOpen,
+            ),
+            d(
+                Answer::Decided(Outcome::Deny {
+                    retry_after: Duration::from_secs(2),
+                }),
+                DecisionPath::FailClosed,
+            ),
+            d(Answer::Banned(Duration::from_secs(90)), DecisionPath::Shared),
+        ])));
+        let policy = Arc::new(Policy::shared(
+            settings(Spec::Gcra {
+                count: 5,
+                period: Duration::from_secs(60),
+                burst: 5,
+            }),
+            store,
+        ));
+        assert!(policy.is_shared() && policy.has_bans());
+        let rl = RateLimit::new(vec![policy.clone()], clock, origin);
+        let (v, c) = run(&rl, "192.0.2.1");
+        assert!(matches!(v, Verdict::Continue));
+        assert_eq!(c.response_headers["ratelimit"], "\"per_ip\";r=3;t=2");
+        assert!(c.decisions.is_empty());
+        let (v, c) = run(&rl, "192.0.2.1");
+        assert!(matches!(v, Verdict::Continue));
+        assert_eq!(c.decisions[0].outcome, Logged::FailOpen);
+        assert_eq!(c.decisions[0].reason, "store_unavailable");
+        let (v, _) = run(&rl, "192.0.2.1");
+        let Verdict::Deny(i) = v else {
+            panic!("fail closed must refuse, got {v:?}")
+        };
+        assert_eq!(i.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(i.headers[RETRY_AFTER], "2");
+        let (v, _) = run(&rl, "192.0.2.1");
+        let Verdict::Deny(i) = v else {
+            panic!("a ban must refuse, got {v:?}")
+        };
+        assert_eq!((i.status, i.reason.as_ref()), (StatusCode::TOO_MANY_REQUESTS, "banned"));
+        assert_eq!(i.headers[RETRY_AFTER], "90");
+        assert_eq!(block_on(policy.list_bans(0)), Err("unreachable".to_string()));
+        assert_eq!(block_on(policy.lift_ban("ip:192.0.2.1")), Ok(true));
     }
 }
