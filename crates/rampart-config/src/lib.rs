@@ -230,8 +230,32 @@ fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
         }
     }
 
+    if let Some(r) = &config.redis {
+        let scheme_ok = r.url.starts_with("redis://") || r.url.starts_with("unix://");
+        if !scheme_ok || r.url.len() <= "redis://".len() {
+            err(
+                Location::UNKNOWN,
+                // The URL is not echoed: it may hold a password.
+                "redis.url must be redis://[user:password@]host:port[/db] or unix:///path".into(),
+            );
+        }
+        if r.timeout.0.is_zero() || r.breaker_cool_down.0.is_zero() || r.breaker_failures == 0
+        {
+            err(
+                Location::UNKNOWN,
+                "redis: timeout, breaker_failures and breaker_cool_down must be above 0".into(),
+            );
+        }
+    }
+
     for (name, p) in &config.rate_limits {
         let mut bad = |msg: String| err(Location::UNKNOWN, format!("rate_limits.{name}: {msg}"));
+        if p.store == StoreKind::Redis && config.redis.is_none() {
+            bad("store: redis needs the top-level redis section (its url)".into());
+        }
+        if p.store == StoreKind::Memory && p.on_store_failure != StoreFailure::Local {
+            bad("on_store_failure applies to store: redis only".into());
+        }
         if p.key.is_empty() {
             bad("key needs at least one part (ip, subject, route, header:<name>)".into());
         }

@@ -41,6 +41,10 @@ pub struct Config {
     /// Named upstream pools that routes send requests to.
     #[serde(default)]
     pub upstreams: BTreeMap<String, Upstream>,
+    /// The Redis server that rate-limit policies with `store: redis` share with the other
+    /// gateways of a fleet (see docs/RATE_LIMITING.md).
+    #[serde(default)]
+    pub redis: Option<RedisStore>,
     /// Named rate-limit policies that routes refer to (see docs/RATE_LIMITING.md).
     #[serde(default)]
     pub rate_limits: BTreeMap<String, RateLimitPolicy>,
@@ -450,6 +454,59 @@ pub struct RateLimitPolicy {
     /// Ban clients that keep getting refused.
     #[serde(default)]
     pub ban: Option<BanConfig>,
+    /// Where the counters and bans live: `memory` (this gateway alone, the default) or
+    /// `redis` (shared by every gateway using the same `redis`; needs the top-level
+    /// `redis` section).
+    #[serde(default)]
+    pub store: StoreKind,
+    /// With `store: redis`, what to do when Redis cannot answer within its timeout or its
+    /// circuit breaker is open: `local` (the default) enforces the policy on this gateway
+    /// alone, `closed` refuses with 503, `open` admits.
+    #[serde(default)]
+    pub on_store_failure: StoreFailure,
+}
+
+/// Where a rate-limit policy keeps its state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// In this gateway's memory.
+    #[default]
+    Memory,
+    /// In the shared Redis.
+    Redis,
+}
+
+/// What a policy with a shared store does when the store is unreachable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreFailure {
+    /// Enforce the policy with this gateway's memory alone (a fleet of n gateways then
+    /// admits up to n times the limit).
+    #[default]
+    Local,
+    /// Refuse every request of the policy with 503.
+    Closed,
+    /// Admit every request of the policy; each is logged as `fail_open`.
+    Open,
+}
+
+/// The Redis server shared by a fleet.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedisStore {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// Bound on each decision, connecting included (default 50ms).
+    #[serde(default = "d_redis_timeout")]
+    pub timeout: HumanDuration,
+    /// Consecutive failures that open the circuit breaker (default 5).
+    #[serde(default = "d_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long the open breaker sends every decision to the failure mode before trying
+    /// Redis again (default 2s).
+    #[serde(default = "d_breaker_cool_down")]
+    pub breaker_cool_down: HumanDuration,
 }
 
 /// Escalation from refusals to a temporary ban.
@@ -560,6 +617,15 @@ fn d_remove_headers() -> Vec<String> {
 }
 fn d_log_output() -> String {
     "stdout".into()
+}
+fn d_redis_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_millis(50))
+}
+fn d_breaker_failures() -> u32 {
+    5
+}
+fn d_breaker_cool_down() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(2))
 }
 fn d_max_ban() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(86_400))

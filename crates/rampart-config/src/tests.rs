@@ -199,3 +199,40 @@ rate_limits:
     let c = parse_str(&ok).expect("valid");
     assert_eq!(c.rate_limits["login"].rate.count.get(), 10);
 }
+
+#[test]
+fn shared_policies_need_redis_and_failure_modes_need_a_shared_store() {
+    let yaml = GOOD.to_string()
+        + r#"    rate_limit: [fleet, local]
+rate_limits:
+  fleet: { rate: 10/s, store: redis, on_store_failure: closed }
+  local: { rate: 10/s, on_store_failure: open }
+"#;
+    let errs = parse_str(&yaml).expect_err("invalid").0;
+    let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    for needle in [
+        "rate_limits.fleet: store: redis needs the top-level redis section",
+        "rate_limits.local: on_store_failure applies to store: redis only",
+    ] {
+        assert!(
+            text.iter().any(|t| t.contains(needle)),
+            "{needle} not in {text:?}"
+        );
+    }
+    let bad_url = GOOD.to_string() + "redis: { url: \"http://secret@host\" }\n";
+    let errs = parse_str(&bad_url).expect_err("invalid").0;
+    assert!(errs[0].message.contains("redis.url must be"));
+    assert!(!errs[0].message.contains("secret"), "the url is not echoed");
+    let ok = GOOD.to_string()
+        + r#"    rate_limit: [fleet]
+redis: { url: "redis://127.0.0.1:6379/0", timeout: 20ms }
+rate_limits:
+  fleet: { rate: 10/s, store: redis, on_store_failure: open }
+"#;
+    let c = parse_str(&ok).expect("valid");
+    let redis = c.redis.expect("redis section");
+    assert_eq!(redis.timeout.0, std::time::Duration::from_millis(20));
+    assert_eq!(redis.breaker_failures, 5);
+    assert_eq!(c.rate_limits["fleet"].store, StoreKind::Redis);
+    assert_eq!(c.rate_limits["fleet"].on_store_failure, StoreFailure::Open);
+}

@@ -43,31 +43,39 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     )
 }
 
-/// `GET /bans`: the bans in force, by policy.
+/// `GET /bans`: the bans in force, by policy. A policy whose shared store cannot be read
+/// shows `{"error": "..."}` instead of its list, and the answer is then 503.
 async fn list_bans(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let rt = shared.runtime.load();
+    let rt = shared.runtime.load_full();
     let now = rt.rate_now();
     let mut out = serde_json::Map::new();
+    let mut status = StatusCode::OK;
     let mut names: Vec<&String> = rt.rate_policies.keys().collect();
     names.sort();
     for name in names {
-        let Some(bans) = rt.rate_policies.get(name).and_then(|(_, p)| p.bans()) else {
+        let Some((_, policy)) = rt.rate_policies.get(name).filter(|(_, p)| p.has_bans()) else {
             continue;
         };
-        let list: Vec<serde_json::Value> = bans
-            .list(now)
-            .into_iter()
-            .map(|b| {
-                serde_json::json!({
-                    "client": b.client,
-                    "remaining_seconds": b.remaining.as_secs_f64().ceil() as u64,
-                    "strikes": b.strikes,
-                })
-            })
-            .collect();
-        out.insert(name.clone(), serde_json::Value::Array(list));
+        let entry = match policy.list_bans(now).await {
+            Ok(list) => serde_json::Value::Array(
+                list.into_iter()
+                    .map(|b| {
+                        serde_json::json!({
+                            "client": b.client,
+                            "remaining_seconds": b.remaining.as_secs_f64().ceil() as u64,
+                            "strikes": b.strikes,
+                        })
+                    })
+                    .collect(),
+            ),
+            Err(e) => {
+                status = StatusCode::SERVICE_UNAVAILABLE;
+                serde_json::json!({ "error": e })
+            }
+        };
+        out.insert(name.clone(), entry);
     }
-    axum::Json(serde_json::Value::Object(out))
+    (status, axum::Json(serde_json::Value::Object(out)))
 }
 
 /// Which ban to lift.
@@ -77,19 +85,23 @@ struct LiftBan {
     client: String,
 }
 
-/// `DELETE /bans?policy=P&client=C`: lifts a ban (and forgets the client's strikes).
+/// `DELETE /bans?policy=P&client=C`: lifts a ban (and forgets the client's strikes), in
+/// the shared store for a shared policy, so every gateway of the fleet lets the client in.
 async fn lift_ban(
     State(shared): State<Arc<Shared>>,
     axum::extract::Query(q): axum::extract::Query<LiftBan>,
-) -> (StatusCode, &'static str) {
-    let rt = shared.runtime.load();
-    match rt.rate_policies.get(&q.policy).and_then(|(_, p)| p.bans()) {
-        None => (StatusCode::NOT_FOUND, "no such policy with bans\n"),
-        Some(bans) if bans.lift(&q.client) => {
+) -> (StatusCode, String) {
+    let rt = shared.runtime.load_full();
+    let Some((_, policy)) = rt.rate_policies.get(&q.policy).filter(|(_, p)| p.has_bans()) else {
+        return (StatusCode::NOT_FOUND, "no such policy with bans\n".into());
+    };
+    match policy.lift_ban(&q.client).await {
+        Ok(true) => {
             tracing::info!(policy = %q.policy, client = %q.client, "ban lifted");
-            (StatusCode::OK, "lifted\n")
+            (StatusCode::OK, "lifted\n".into())
         }
-        Some(_) => (StatusCode::NOT_FOUND, "no such ban\n"),
+        Ok(false) => (StatusCode::NOT_FOUND, "no such ban\n".into()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
 }
 

@@ -54,6 +54,9 @@ pub struct Metrics {
     pub denials: Family<DenialLabels, Counter>,
     /// Requests a layer in shadow (dry-run) mode would have denied, by layer and reason.
     pub shadow_denials: Family<DenialLabels, Counter>,
+    /// Requests a layer let through although it could not decide (its backend failed and
+    /// it fails open, or fell back to a local decision), by layer and reason.
+    pub fail_open: Family<DenialLabels, Counter>,
     /// Upstream failures by upstream and kind.
     pub upstream_errors: Family<UpstreamLabels, Counter>,
     /// Config reloads by result.
@@ -83,6 +86,7 @@ impl Metrics {
         });
         let denials = Family::<DenialLabels, Counter>::default();
         let shadow_denials = Family::<DenialLabels, Counter>::default();
+        let fail_open = Family::<DenialLabels, Counter>::default();
         let upstream_errors = Family::<UpstreamLabels, Counter>::default();
         let reloads = Family::<ResultLabels, Counter>::default();
         let connections = Gauge::default();
@@ -106,6 +110,11 @@ impl Metrics {
             "shadow_denials",
             "Requests a layer in shadow mode would have denied, by layer and reason",
             shadow_denials.clone(),
+        );
+        registry.register(
+            "fail_open",
+            "Requests a layer let through without its normal decision (its backend failed), by layer and reason",
+            fail_open.clone(),
         );
         registry.register(
             "upstream_errors",
@@ -133,6 +142,7 @@ impl Metrics {
             duration,
             denials,
             shadow_denials,
+            fail_open,
             upstream_errors,
             reloads,
             connections,

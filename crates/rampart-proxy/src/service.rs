@@ -563,15 +563,13 @@ impl OnBodyEnd for Done {
         if let Some(route) = &flow.route {
             route.chain.on_complete(&flow.ctx, status);
         }
-        for d in flow
-            .ctx
-            .decisions
-            .iter()
-            .filter(|d| d.outcome == Outcome::Shadow)
-        {
-            shared
-                .metrics
-                .shadow_denials
+        for d in &flow.ctx.decisions {
+            let family = match d.outcome {
+                Outcome::Shadow => &shared.metrics.shadow_denials,
+                Outcome::FailOpen => &shared.metrics.fail_open,
+                _ => continue,
+            };
+            family
                 .get_or_create(&DenialLabels {
                     layer: d.layer,
                     reason: d.reason.to_string(),

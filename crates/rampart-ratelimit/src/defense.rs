@@ -107,6 +107,8 @@ pub struct Policy {
     quota: u64,
     window_secs: u64,
     bans: Option<Bans>,
+    /// The policy has a ban rule (its bans are in `bans` or in the shared store).
+    banning: bool,
 }
 
 /// Everything a [`Policy`] is made of.
@@ -172,12 +174,14 @@ impl Policy {
     /// `s.max_keys` and `s.ban` still shape the policy (the store was built with the same
     /// ban rule); the in-memory store and bans are not created.
     pub fn shared(s: PolicySettings, store: Arc<dyn SharedStore>) -> Self {
+        let banning = s.ban.is_some();
         let mut p = Self::new(PolicySettings {
             max_keys: 1,
             ban: None,
             ..s
         });
         p.store = Backend::Shared(store);
+        p.banning = banning;
         p
     }
 
@@ -255,6 +259,7 @@ impl Policy {
             quota,
             window_secs: window.as_secs().max(1),
             bans: s.ban.map(|rule| Bans::new(rule, s.max_keys)),
+            banning: s.ban.is_some(),
         }
     }
 
@@ -265,7 +270,7 @@ impl Policy {
 
     /// Whether the policy bans (in memory or in its shared store).
     pub fn has_bans(&self) -> bool {
-        self.bans.is_some() || matches!(self.store, Backend::Shared(_))
+        self.banning
     }
 
     /// Whether the policy's state is shared with other gateways.
@@ -794,7 +799,7 @@ mod tests {
             }),
             store,
         ));
-        assert!(policy.is_shared() && policy.has_bans());
+        assert!(policy.is_shared() && !policy.has_bans());
         let rl = RateLimit::new(vec![policy.clone()], clock, origin);
         let (v, c) = run(&rl, "192.0.2.1");
         assert!(matches!(v, Verdict::Continue));

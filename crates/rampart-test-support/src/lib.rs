@@ -3,6 +3,7 @@
 //! - [`upstream`]: a mock upstream HTTP/1.1 server (also h2c and TLS; echo, slow, status, bytes, WebSocket
 //!   echo), a closed port and a black-hole TCP server.
 //! - [`pki`]: a throw-away CA with server and client certificates written to a temp dir.
+//! - [`redis`]: a real `redis-server` child process (kill, pause, restart).
 //! - [`client`]: raw TCP, HTTP/1.1, h2c, TLS and WebSocket clients.
 //! - [`clock`]: the manual clock from `rampart-core`.
 //!
@@ -22,6 +23,7 @@ use tokio::task::JoinSet;
 
 pub mod client;
 pub mod pki;
+pub mod redis;
 pub mod upstream;
 
 /// The manual clock, re-exported so tests need only this crate.
