@@ -1,14 +1,15 @@
 //! [`FleetLimiter`]: a Redis limiter with the policy's choice of what to do when Redis
-//! cannot answer.
+//! cannot answer; the [`SharedStore`] the rate-limit defense uses.
 
 use std::num::NonZeroU64;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use rampart_core::Clock;
 use rampart_ratelimit::{
-    FixedWindow, Gcra, LeakyBucket, MemoryStore, Nanos, Outcome, SlidingLog, SlidingWindow, Spec,
-    TokenBucket,
+    Answer, BanInfo, Bans, DecisionPath, FixedWindow, Gcra, LeakyBucket, MemoryStore, Nanos,
+    Outcome, SharedDecision, SharedStore, SlidingLog, SlidingWindow, Spec, TokenBucket,
 };
 
 use crate::limiter::{RedisError, RedisLimiter};
@@ -25,25 +26,12 @@ pub enum FailureMode {
     Local,
 }
 
-/// Which way a decision was made, for logs and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecisionPath {
-    /// Redis decided.
-    Redis,
-    /// Redis failed; the request was admitted ([`FailureMode::Open`]).
-    FailOpen,
-    /// Redis failed; the request was refused ([`FailureMode::Closed`]).
-    FailClosed,
-    /// Redis failed; the gateway's in-memory limiter decided ([`FailureMode::Local`]).
-    Local,
-}
-
 /// A decision and how it was made.
 #[derive(Debug)]
 pub struct FleetDecision {
-    /// The decision.
-    pub outcome: Outcome,
-    /// Which way it was made.
+    /// The answer.
+    pub answer: Answer,
+    /// Which way it was made: [`DecisionPath::Shared`] when Redis decided.
     pub path: DecisionPath,
     /// Why Redis did not decide, when it did not.
     pub error: Option<RedisError>,
@@ -53,9 +41,16 @@ pub struct FleetDecision {
 pub struct FleetLimiter {
     redis: RedisLimiter,
     mode: FailureMode,
-    local: Option<LocalStore>,
+    local: Option<Local>,
     clock: Arc<dyn Clock>,
     origin: Instant,
+}
+
+/// The in-memory fallback of [`FailureMode::Local`]: the policy's algorithm and, when it
+/// bans, its bans, on this gateway alone.
+struct Local {
+    store: LocalStore,
+    bans: Option<Bans>,
 }
 
 impl std::fmt::Debug for FleetLimiter {
@@ -69,15 +64,18 @@ impl std::fmt::Debug for FleetLimiter {
 
 impl FleetLimiter {
     /// Wraps `redis` with `mode`. For [`FailureMode::Local`], the fallback tracks at most
-    /// `local_max_keys` clients and reads time from `clock`.
+    /// `local_max_keys` clients (and as many bans, when the policy bans) and reads time
+    /// from `clock`.
     pub fn new(
         redis: RedisLimiter,
         mode: FailureMode,
         local_max_keys: usize,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let local =
-            (mode == FailureMode::Local).then(|| LocalStore::new(redis.spec(), local_max_keys));
+        let local = (mode == FailureMode::Local).then(|| Local {
+            store: LocalStore::new(redis.spec(), local_max_keys),
+            bans: redis.ban().map(|rule| Bans::new(rule, local_max_keys)),
+        });
         let origin = clock.now();
         Self {
             redis,
@@ -98,13 +96,20 @@ impl FleetLimiter {
         self.mode
     }
 
+    /// The bans of the in-memory fallback ([`FailureMode::Local`] with a ban rule): the
+    /// bans this gateway made alone while Redis was failing.
+    pub fn local_bans(&self) -> Option<&Bans> {
+        self.local.as_ref().and_then(|l| l.bans.as_ref())
+    }
+
     /// Decides for a request of `cost` by `client`: by Redis when it answers within its
-    /// timeout, otherwise by the failure mode. Never waits longer than the timeout.
+    /// timeout (bans included), otherwise by the failure mode. Never waits longer than the
+    /// timeout.
     pub async fn decide(&self, client: &str, cost: u64) -> FleetDecision {
         match self.redis.decide(client, cost).await {
-            Ok(outcome) => FleetDecision {
-                outcome,
-                path: DecisionPath::Redis,
+            Ok(answer) => FleetDecision {
+                answer,
+                path: DecisionPath::Shared,
                 error: None,
             },
             Err(e) => self.fallback(client, cost, e),
@@ -112,34 +117,80 @@ impl FleetLimiter {
     }
 
     fn fallback(&self, client: &str, cost: u64, error: RedisError) -> FleetDecision {
-        let (outcome, path) = match (self.mode, &self.local) {
+        let (answer, path) = match (self.mode, &self.local) {
             (FailureMode::Open, _) => (
-                Outcome::Allow {
+                Answer::Decided(Outcome::Allow {
                     remaining: 0,
-                    reset: std::time::Duration::ZERO,
-                },
+                    reset: Duration::ZERO,
+                }),
                 DecisionPath::FailOpen,
             ),
             (FailureMode::Local, Some(local)) => {
                 let now = self.clock.now().saturating_duration_since(self.origin);
                 let now = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
                 (
-                    local.decide(client.as_bytes(), now, cost, self.redis.count_rejected()),
+                    local.decide(client, now, cost, self.redis.count_rejected()),
                     DecisionPath::Local,
                 )
             }
             (FailureMode::Closed | FailureMode::Local, _) => (
-                Outcome::Deny {
+                Answer::Decided(Outcome::Deny {
                     retry_after: self.redis.breaker().cool_down(),
-                },
+                }),
                 DecisionPath::FailClosed,
             ),
         };
         FleetDecision {
-            outcome,
+            answer,
             path,
             error: Some(error),
         }
+    }
+}
+
+/// The rate-limit defense's view: errors become their messages, for the log and the admin
+/// API.
+#[async_trait]
+impl SharedStore for FleetLimiter {
+    async fn decide(&self, client: &str, cost: u64) -> SharedDecision {
+        let d = FleetLimiter::decide(self, client, cost).await;
+        SharedDecision {
+            answer: d.answer,
+            path: d.path,
+            error: d.error.map(|e| e.to_string()),
+        }
+    }
+
+    /// The bans in Redis. The in-memory fallback's bans are this gateway's alone and are
+    /// not listed (see [`FleetLimiter::local_bans`]).
+    async fn bans(&self) -> Result<Vec<BanInfo>, String> {
+        self.redis.bans().await.map_err(|e| e.to_string())
+    }
+
+    /// Lifts the ban in Redis and in the in-memory fallback; fails when Redis does (the
+    /// fallback's ban is lifted all the same).
+    async fn lift(&self, client: &str) -> Result<bool, String> {
+        let local = self.local_bans().is_some_and(|bans| bans.lift(client));
+        let shared = self.redis.lift(client).await.map_err(|e| e.to_string())?;
+        Ok(shared || local)
+    }
+}
+
+impl Local {
+    /// As the in-memory defense decides: a ban first, then the rate, and a refusal may ban.
+    fn decide(&self, client: &str, now: Nanos, cost: u64, count_rejected: bool) -> Answer {
+        if let Some(left) = self.bans.as_ref().and_then(|b| b.banned(client, now)) {
+            return Answer::Banned(left);
+        }
+        let outcome = self
+            .store
+            .decide(client.as_bytes(), now, cost, count_rejected);
+        if matches!(outcome, Outcome::Deny { .. })
+            && let Some(ban) = self.bans.as_ref().and_then(|b| b.refused(client, now))
+        {
+            return Answer::Banned(ban);
+        }
+        Answer::Decided(outcome)
     }
 }
 

@@ -35,5 +35,5 @@ mod limiter;
 mod script;
 
 pub use breaker::{BreakerState, CircuitBreaker, Permit};
-pub use fleet::{DecisionPath, FailureMode, FleetDecision, FleetLimiter};
+pub use fleet::{FailureMode, FleetDecision, FleetLimiter};
 pub use limiter::{ConfigError, RedisError, RedisLimiter, RedisSettings};

@@ -1,14 +1,15 @@
 //! [`RedisLimiter`]: one policy's decisions made atomically inside Redis.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
-use rampart_ratelimit::{Nanos, Outcome, Spec};
+use rampart_ratelimit::{Answer, BanInfo, BanRule, Nanos, Outcome, Spec};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ErrorKind, ServerErrorKind};
 use tokio::sync::Mutex;
 
 use crate::breaker::CircuitBreaker;
-use crate::script::Program;
+use crate::script::{Program, ban_params};
 
 /// How a [`RedisLimiter`] reaches Redis. The defaults are in [`RedisSettings::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,12 +69,14 @@ pub enum ConfigError {
     Url(#[source] redis::RedisError),
 }
 
-/// One rate-limit policy whose state lives in Redis, shared by every gateway that uses
-/// the same policy name and Redis.
+/// One rate-limit policy whose state and bans live in Redis, shared by every gateway that
+/// uses the same policy name and Redis.
 #[derive(Debug)]
 pub struct RedisLimiter {
     spec: Spec,
     count_rejected: bool,
+    ban: Option<BanRule>,
+    ban_params: [u64; 4],
     prefix: String,
     program: Program,
     client: redis::Client,
@@ -84,20 +87,35 @@ pub struct RedisLimiter {
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
+/// Bound on a whole ban listing or lift (each call inside it is also bounded by the
+/// per-call timeout): a listing scans the keyspace in many calls, and it is an operator's
+/// request, not a request's decision, so it may take longer than one decision.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Keys asked for per `SCAN` call: large enough for few round trips, small enough that one
+/// call does not hold Redis for long.
+const SCAN_COUNT: u64 = 1000;
+
 impl RedisLimiter {
     /// A limiter for the policy `policy` running `spec`; `count_rejected` as in
-    /// [`rampart_ratelimit::Algorithm::decide`]. Does not connect: the first decision does.
+    /// [`rampart_ratelimit::Algorithm::decide`]; `ban` bans clients that keep getting
+    /// refused, as [`rampart_ratelimit::Bans`] does, but in Redis so that every gateway sees
+    /// the ban. Does not connect: the first decision does.
     pub fn new(
         policy: &str,
         spec: Spec,
         count_rejected: bool,
+        ban: Option<BanRule>,
         settings: &RedisSettings,
     ) -> Result<Self, ConfigError> {
         let program = Program::new(&spec)?;
+        let ban_params = ban_params(ban.as_ref())?;
         let client = redis::Client::open(settings.url.as_str()).map_err(ConfigError::Url)?;
         Ok(Self {
             spec,
             count_rejected,
+            ban,
+            ban_params,
             prefix: format!("rampart:{{{policy}:"),
             program,
             client,
@@ -117,7 +135,12 @@ impl RedisLimiter {
         self.count_rejected
     }
 
-    /// The circuit breaker guarding this limiter's calls.
+    /// The ban rule, if the policy bans.
+    pub fn ban(&self) -> Option<BanRule> {
+        self.ban
+    }
+
+    /// The circuit breaker guarding this limiter's decisions.
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
     }
@@ -129,11 +152,38 @@ impl RedisLimiter {
 
     /// The Redis key holding `client`'s state: `rampart:{<policy>:<client>}:<algorithm>`.
     pub fn key(&self, client: &str) -> String {
-        format!("{}{client}}}:{}", self.prefix, self.program.name)
+        self.tagged(client, self.program.name)
     }
 
-    /// Decides for a request of `cost` by `client`, at Redis's time, in one round trip.
-    pub async fn decide(&self, client: &str, cost: u64) -> Result<Outcome, RedisError> {
+    /// The key holding `client`'s ban while it is in force: `rampart:{<policy>:<client>}:ban`,
+    /// a hash of its end (`s`, `n`: seconds and nanoseconds since the epoch), its strikes
+    /// (`k`) and the client (`c`), expiring when the ban ends.
+    pub fn ban_key(&self, client: &str) -> String {
+        self.tagged(client, "ban")
+    }
+
+    /// The key remembering how many times `client` was banned:
+    /// `rampart:{<policy>:<client>}:strikes`, a hash of the count (`k`) and when it is
+    /// forgotten (`s`, `n`), expiring then.
+    pub fn strikes_key(&self, client: &str) -> String {
+        self.tagged(client, "strikes")
+    }
+
+    /// The key counting `client`'s refusals in the current ban-counting window:
+    /// `rampart:{<policy>:<client>}:refusals`, a hash of the window's start (`s`, `n`) and
+    /// the count (`c`), expiring when the window ends.
+    pub fn refusals_key(&self, client: &str) -> String {
+        self.tagged(client, "refusals")
+    }
+
+    fn tagged(&self, client: &str, suffix: &str) -> String {
+        format!("{}{client}}}:{suffix}", self.prefix)
+    }
+
+    /// Decides for a request of `cost` by `client`, at Redis's time, in one round trip: a
+    /// banned client is answered [`Answer::Banned`] before the rate is consulted, and the
+    /// refusal that bans it is answered the same way.
+    pub async fn decide(&self, client: &str, cost: u64) -> Result<Answer, RedisError> {
         self.guarded(client, cost, None).await
     }
 
@@ -146,8 +196,45 @@ impl RedisLimiter {
         client: &str,
         cost: u64,
         now: Nanos,
-    ) -> Result<Outcome, RedisError> {
+    ) -> Result<Answer, RedisError> {
         self.guarded(client, cost, Some(now)).await
+    }
+
+    /// The bans of this policy in force at Redis's time, sorted by client.
+    ///
+    /// Scans the keyspace (`SCAN MATCH rampart:{<policy>:*}:ban`), so it costs one round
+    /// trip per thousand keys of the database; the whole listing is bounded by 2 s. It does
+    /// not go through the circuit breaker: an operator's listing neither waits for the
+    /// breaker nor trips it for the decisions. With Redis Cluster it lists the node the
+    /// connection reaches.
+    pub async fn bans(&self) -> Result<Vec<BanInfo>, RedisError> {
+        self.admin(self.list_bans(None)).await
+    }
+
+    /// As [`RedisLimiter::bans`], at `now` nanoseconds since the Unix epoch (for bans made
+    /// by [`RedisLimiter::decide_at`]).
+    pub async fn bans_at(&self, now: Nanos) -> Result<Vec<BanInfo>, RedisError> {
+        self.admin(self.list_bans(Some(now))).await
+    }
+
+    /// Lifts `client`'s ban and forgets its strikes and its recent refusals, as
+    /// [`rampart_ratelimit::Bans::lift`]; true if it was banned. Atomic, bounded like
+    /// [`RedisLimiter::bans`].
+    pub async fn lift(&self, client: &str) -> Result<bool, RedisError> {
+        self.admin(async {
+            let mut conn = self.connection().await?;
+            let (banned, _forgotten): (u64, u64) = redis::pipe()
+                .atomic()
+                .cmd("DEL")
+                .arg(self.ban_key(client))
+                .cmd("DEL")
+                .arg(self.strikes_key(client))
+                .arg(self.refusals_key(client))
+                .query_async(&mut conn)
+                .await?;
+            Ok(banned > 0)
+        })
+        .await
     }
 
     async fn guarded(
@@ -155,7 +242,7 @@ impl RedisLimiter {
         client: &str,
         cost: u64,
         now: Option<Nanos>,
-    ) -> Result<Outcome, RedisError> {
+    ) -> Result<Answer, RedisError> {
         let Some(permit) = self.breaker.try_acquire(Instant::now()) else {
             return Err(RedisError::CircuitOpen);
         };
@@ -168,9 +255,9 @@ impl RedisLimiter {
             Err(_) => Err(RedisError::Timeout(self.timeout)),
         };
         match result {
-            Ok(outcome) => {
+            Ok(answer) => {
                 permit.succeeded();
-                Ok(outcome)
+                Ok(answer)
             }
             Err(e) => {
                 if drops_connection(&e) {
@@ -187,20 +274,28 @@ impl RedisLimiter {
         client: &str,
         cost: u64,
         now: Option<Nanos>,
-    ) -> Result<Outcome, RedisError> {
+    ) -> Result<Answer, RedisError> {
         let mut conn = self.connection().await?;
-        let key = self.key(client);
+        let keys = [
+            self.key(client),
+            self.ban_key(client),
+            self.strikes_key(client),
+            self.refusals_key(client),
+        ];
         let (secs, nanos) = match now {
             Some(t) => ((t / NS_PER_SEC).to_string(), (t % NS_PER_SEC).to_string()),
             None => (String::new(), String::new()),
         };
+        // The client is only needed to name a ban in a listing.
+        let ban_client = if self.ban.is_some() { client } else { "" };
         let args = |cmd: &mut redis::Cmd| {
-            cmd.arg(1)
-                .arg(&key)
-                .arg(&secs)
+            cmd.arg(keys.len()).arg(&keys[..]);
+            cmd.arg(&secs)
                 .arg(&nanos)
                 .arg(cost)
-                .arg(if self.count_rejected { "1" } else { "0" });
+                .arg(if self.count_rejected { "1" } else { "0" })
+                .arg(&self.ban_params[..])
+                .arg(ban_client);
             for p in &self.program.params {
                 cmd.arg(*p);
             }
@@ -241,6 +336,98 @@ impl RedisLimiter {
         Ok(conn)
     }
 
+    /// Runs an operator's request under [`ADMIN_TIMEOUT`], dropping a broken connection.
+    async fn admin<T>(
+        &self,
+        request: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, RedisError> {
+        let bound = ADMIN_TIMEOUT.max(self.timeout);
+        let result = match tokio::time::timeout(bound, request).await {
+            Ok(Err(RedisError::Redis(e))) if e.is_timeout() => {
+                Err(RedisError::Timeout(self.timeout))
+            }
+            Ok(result) => result,
+            Err(_) => Err(RedisError::Timeout(bound)),
+        };
+        if let Err(e) = &result
+            && drops_connection(e)
+        {
+            self.forget_connection();
+        }
+        result
+    }
+
+    async fn list_bans(&self, now: Option<Nanos>) -> Result<Vec<BanInfo>, RedisError> {
+        let mut conn = self.connection().await?;
+        let pattern = format!("{}*}}:ban", glob_escape(&self.prefix));
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut conn)
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        // SCAN may return a key more than once.
+        keys.sort_unstable();
+        keys.dedup();
+        let now = match now {
+            Some(now) => u128::from(now),
+            None => {
+                let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
+                u128::from(secs) * u128::from(NS_PER_SEC) + u128::from(micros) * 1000
+            }
+        };
+        let mut bans = Vec::new();
+        for chunk in keys.chunks(SCAN_COUNT as usize) {
+            let mut pipe = redis::pipe();
+            for key in chunk {
+                pipe.cmd("HMGET")
+                    .arg(key)
+                    .arg("s")
+                    .arg("n")
+                    .arg("k")
+                    .arg("c");
+            }
+            type Fields = (Option<u64>, Option<u64>, Option<u32>, Option<Vec<u8>>);
+            let rows: Vec<Fields> = pipe.query_async(&mut conn).await?;
+            for (key, row) in chunk.iter().zip(rows) {
+                let (Some(secs), Some(nanos), Some(strikes), Some(client)) = row else {
+                    // Expired between the scan and the read.
+                    continue;
+                };
+                let Ok(client) = String::from_utf8(client) else {
+                    continue;
+                };
+                // A policy named `a` scans the keys of a policy `a:b` too; the client the
+                // ban names tells whose key it is.
+                if self.ban_key(&client).as_bytes() != key.as_slice() {
+                    continue;
+                }
+                let until = u128::from(secs) * u128::from(NS_PER_SEC) + u128::from(nanos);
+                if until > now {
+                    let left = u64::try_from(until - now).unwrap_or(u64::MAX);
+                    bans.push(BanInfo {
+                        client,
+                        remaining: Duration::from_nanos(left),
+                        strikes,
+                    });
+                }
+            }
+        }
+        bans.sort_by(|a, b| a.client.cmp(&b.client));
+        Ok(bans)
+    }
+
     fn forget_connection(&self) {
         // When another task holds the slot it is connecting afresh anyway.
         if let Ok(mut slot) = self.conn.try_lock() {
@@ -258,9 +445,21 @@ fn drops_connection(e: &RedisError) -> bool {
     }
 }
 
-/// The scripts reply `{0, remaining, reset_ns}`, `{1, delay_ns}` or `{2, retry_ns}`;
-/// -1 nanoseconds stands for "never".
-fn parse(reply: &[i64]) -> Option<Outcome> {
+/// Escapes the glob characters of `s` for `SCAN MATCH`.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The scripts reply `{0, remaining, reset_ns}`, `{1, delay_ns}`, `{2, retry_ns}` or
+/// `{3, banned_ns}`; -1 nanoseconds stands for "never".
+fn parse(reply: &[i64]) -> Option<Answer> {
     let duration = |n: i64| {
         if n < 0 {
             Duration::from_nanos(u64::MAX)
@@ -268,17 +467,19 @@ fn parse(reply: &[i64]) -> Option<Outcome> {
             Duration::from_nanos(n.unsigned_abs())
         }
     };
-    match *reply {
-        [0, remaining, reset, ..] => Some(Outcome::Allow {
+    let outcome = match *reply {
+        [0, remaining, reset, ..] => Outcome::Allow {
             remaining: u64::try_from(remaining).ok()?,
             reset: duration(reset),
-        }),
-        [1, delay, ..] => Some(Outcome::Delay(duration(delay))),
-        [2, retry, ..] => Some(Outcome::Deny {
+        },
+        [1, delay, ..] => Outcome::Delay(duration(delay)),
+        [2, retry, ..] => Outcome::Deny {
             retry_after: duration(retry),
-        }),
-        _ => None,
-    }
+        },
+        [3, left, ..] => return Some(Answer::Banned(duration(left))),
+        _ => return None,
+    };
+    Some(Answer::Decided(outcome))
 }
 
 #[cfg(test)]
@@ -296,6 +497,7 @@ mod tests {
             "login",
             spec,
             false,
+            None,
             &RedisSettings::new("redis://127.0.0.1:1"),
         )
         .unwrap();
@@ -303,24 +505,45 @@ mod tests {
             limiter.key("ip:192.0.2.1"),
             "rampart:{login:ip:192.0.2.1}:gcra"
         );
+        assert_eq!(
+            limiter.ban_key("ip:192.0.2.1"),
+            "rampart:{login:ip:192.0.2.1}:ban"
+        );
+        assert_eq!(
+            limiter.strikes_key("ip:192.0.2.1"),
+            "rampart:{login:ip:192.0.2.1}:strikes"
+        );
+        assert_eq!(
+            limiter.refusals_key("ip:192.0.2.1"),
+            "rampart:{login:ip:192.0.2.1}:refusals"
+        );
     }
 
     #[test]
     fn replies_parse_and_never_means_the_longest_duration() {
         assert_eq!(
             parse(&[2, -1, 0]),
-            Some(Outcome::Deny {
+            Some(Answer::Decided(Outcome::Deny {
                 retry_after: Duration::from_nanos(u64::MAX)
-            })
+            }))
         );
         assert_eq!(
             parse(&[0, 3, 1_000]),
-            Some(Outcome::Allow {
+            Some(Answer::Decided(Outcome::Allow {
                 remaining: 3,
                 reset: Duration::from_micros(1)
-            })
+            }))
+        );
+        assert_eq!(
+            parse(&[1, 5_000_000]),
+            Some(Answer::Decided(Outcome::Delay(Duration::from_millis(5))))
+        );
+        assert_eq!(
+            parse(&[3, 2_000_000_000]),
+            Some(Answer::Banned(Duration::from_secs(2)))
         );
         assert_eq!(parse(&[7]), None);
+        assert_eq!(parse(&[0, -1, 0]), None);
     }
 
     #[test]
@@ -331,7 +554,7 @@ mod tests {
             period: Duration::from_secs(60),
         };
         assert!(matches!(
-            RedisLimiter::new("p", log, false, &settings),
+            RedisLimiter::new("p", log, false, None, &settings),
             Err(ConfigError::Unsupported(_))
         ));
         let huge = Spec::SlidingWindow {
@@ -339,8 +562,42 @@ mod tests {
             period: Duration::from_secs(86_400),
         };
         assert!(matches!(
-            RedisLimiter::new("p", huge, false, &settings),
+            RedisLimiter::new("p", huge, false, None, &settings),
             Err(ConfigError::TooLarge(_))
         ));
+        let gcra = Spec::Gcra {
+            count: 1,
+            period: Duration::from_secs(1),
+            burst: 1,
+        };
+        let month = Duration::from_secs(30 * 86_400);
+        let ban = |max_duration| BanRule {
+            after: 3,
+            within: Duration::from_secs(60),
+            duration: Duration::from_secs(60),
+            max_duration,
+        };
+        assert!(
+            RedisLimiter::new(
+                "p",
+                gcra,
+                false,
+                Some(ban(Duration::from_secs(86_400))),
+                &settings
+            )
+            .is_ok()
+        );
+        assert!(matches!(
+            RedisLimiter::new("p", gcra, false, Some(ban(month)), &settings),
+            Err(ConfigError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn listing_patterns_escape_glob_characters() {
+        assert_eq!(
+            glob_escape(r"rampart:{a*b?[c]\:"),
+            r"rampart:{a\*b\?\[c\]\\:"
+        );
     }
 }

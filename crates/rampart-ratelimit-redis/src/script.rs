@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rampart_ratelimit::Spec;
+use rampart_ratelimit::{BanRule, Spec};
 
 use crate::limiter::ConfigError;
 
@@ -11,6 +11,7 @@ use crate::limiter::ConfigError;
 const LUA_EXACT: u128 = 1 << 52;
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
+const BANS: &str = include_str!("lua/bans.lua");
 
 /// One algorithm's script and parameters.
 #[derive(Debug)]
@@ -95,7 +96,9 @@ impl Program {
             Spec::LeakyBucket { .. } => return Err(ConfigError::Unsupported("leaky bucket")),
             Spec::SlidingLog { .. } => return Err(ConfigError::Unsupported("sliding log")),
         };
-        let code = format!("{PRELUDE}\n{body}");
+        // The algorithm's body becomes `decide`, which the ban wrapper calls between its
+        // check and its count.
+        let code = format!("{PRELUDE}\nlocal function decide()\n{body}\nend\n{BANS}");
         Ok(Self {
             name,
             script: redis::Script::new(&code),
@@ -103,4 +106,24 @@ impl Program {
             params,
         })
     }
+}
+
+/// The ban rule as the scripts' ARGV[5..8]: refusals that ban (0 for no rule), the counting
+/// window, the first and the longest ban, in nanoseconds; with the same arithmetic as
+/// [`rampart_ratelimit::Bans`].
+pub(crate) fn ban_params(rule: Option<&BanRule>) -> Result<[u64; 4], ConfigError> {
+    let Some(rule) = rule else {
+        return Ok([0; 4]);
+    };
+    // As `FixedWindow::new`, which `Bans` counts refusals with.
+    let within = ns(rule.within).max(1);
+    let max = ns(rule.max_duration);
+    // Strikes are remembered for the ban, one longest ban and one counting window.
+    fits(
+        2 * u128::from(max) + u128::from(within),
+        "ban max_duration * 2 + within",
+    )?;
+    // `after` 0 and 1 both ban at the first refusal; 0 is kept for "no rule". A first ban
+    // longer than the longest is the longest, so it is sent capped and stays exact.
+    Ok([rule.after.max(1), within, ns(rule.duration).min(max), max])
 }

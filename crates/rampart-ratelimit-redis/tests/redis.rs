@@ -1,9 +1,15 @@
-//! Against a real redis-server: the scripts decide exactly as the pure algorithms, a fleet
-//! of gateways never admits more than the limit, and each failure mode holds when Redis
-//! dies or hangs, within the timeout.
+//! Against a real redis-server: the scripts decide exactly as the pure algorithms and ban
+//! exactly as the in-memory bans, a fleet of gateways never admits more than the limit and
+//! shares its bans, every key expires, and each failure mode holds when Redis dies or hangs,
+//! within the timeout.
 
 // Test helpers outside `#[test]` functions fail by panicking too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 
@@ -12,12 +18,13 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rampart_core::SystemClock;
+use rampart_core::{ManualClock, SystemClock};
 use rampart_ratelimit::{
-    Algorithm, FixedWindow, Gcra, Nanos, Outcome, SlidingWindow, Spec, TokenBucket,
+    Algorithm, Answer, BanInfo, BanRule, Bans, DecisionPath, FixedWindow, Gcra, Nanos, Outcome,
+    SharedStore, SlidingWindow, Spec, TokenBucket,
 };
 use rampart_ratelimit_redis::{
-    BreakerState, DecisionPath, FailureMode, FleetLimiter, RedisError, RedisLimiter, RedisSettings,
+    BreakerState, FailureMode, FleetLimiter, RedisError, RedisLimiter, RedisSettings,
 };
 use support::RedisServer;
 
@@ -73,6 +80,7 @@ where
             name,
             spec,
             count_rejected,
+            None,
             &settings(server, Duration::from_secs(5)),
         )
         .unwrap();
@@ -96,10 +104,11 @@ where
             };
             let expected = algo.decide(&mut state, now, cost, count_rejected);
             let got = limiter.decide_at(&client, cost, now).await.unwrap();
-            allowed |= matches!(got, Outcome::Allow { .. });
-            denied |= matches!(got, Outcome::Deny { .. });
+            allowed |= matches!(got, Answer::Decided(Outcome::Allow { .. }));
+            denied |= matches!(got, Answer::Decided(Outcome::Deny { .. }));
             assert_eq!(
-                got, expected,
+                got,
+                Answer::Decided(expected),
                 "{name} count_rejected={count_rejected} step {step} now {now} cost {cost}: \
                  pure state after {state:?}"
             );
@@ -165,15 +174,18 @@ async fn with_redis_time_keys_expire_when_their_state_is_fresh_again() {
         "expiry",
         spec,
         false,
+        None,
         &settings(&server, Duration::from_secs(2)),
     )
     .unwrap();
     assert!(matches!(
         limiter.decide("c", 1).await.unwrap(),
-        Outcome::Allow { remaining: 0, .. }
+        Answer::Decided(Outcome::Allow { remaining: 0, .. })
     ));
     match limiter.decide("c", 1).await.unwrap() {
-        Outcome::Deny { retry_after } => assert!(retry_after <= Duration::from_millis(300)),
+        Answer::Decided(Outcome::Deny { retry_after }) => {
+            assert!(retry_after <= Duration::from_millis(300))
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
     let client = redis::Client::open(server.url()).unwrap();
@@ -191,7 +203,7 @@ async fn with_redis_time_keys_expire_when_their_state_is_fresh_again() {
     assert_eq!(exists, 0);
     assert!(matches!(
         limiter.decide("c", 1).await.unwrap(),
-        Outcome::Allow { .. }
+        Answer::Decided(Outcome::Allow { .. })
     ));
 }
 
@@ -204,6 +216,7 @@ async fn fleet_admits_at_most(spec: Spec, limit: usize, name: &str) {
                 name,
                 spec,
                 false,
+                None,
                 &settings(&server, Duration::from_secs(1)),
             )
             .unwrap();
@@ -223,9 +236,11 @@ async fn fleet_admits_at_most(spec: Spec, limit: usize, name: &str) {
                 let (mut admitted, mut failed) = (0, 0);
                 for _ in 0..50 {
                     let d = gateway.decide("hot", 1).await;
-                    match (d.path, d.outcome) {
-                        (DecisionPath::Redis, Outcome::Allow { .. }) => admitted += 1,
-                        (DecisionPath::Redis, _) => {}
+                    match (d.path, d.answer) {
+                        (DecisionPath::Shared, Answer::Decided(Outcome::Allow { .. })) => {
+                            admitted += 1
+                        }
+                        (DecisionPath::Shared, _) => {}
                         _ => failed += 1,
                     }
                 }
@@ -291,6 +306,7 @@ fn gateway(server: &RedisServer, mode: FailureMode) -> FleetLimiter {
         &format!("{mode:?}"),
         spec,
         false,
+        None,
         &settings(server, TIMEOUT),
     )
     .unwrap();
@@ -308,8 +324,8 @@ async fn when_redis_dies_each_failure_mode_holds_within_the_timeout() {
     for g in &gateways {
         for _ in 0..3 {
             let d = g.decide("c", 1).await;
-            assert_eq!(d.path, DecisionPath::Redis, "{:?}", d.error);
-            assert!(matches!(d.outcome, Outcome::Allow { .. }));
+            assert_eq!(d.path, DecisionPath::Shared, "{:?}", d.error);
+            assert!(matches!(d.answer, Answer::Decided(Outcome::Allow { .. })));
         }
     }
     server.kill();
@@ -328,20 +344,21 @@ async fn when_redis_dies_each_failure_mode_holds_within_the_timeout() {
             match g.mode() {
                 FailureMode::Open => {
                     assert_eq!(d.path, DecisionPath::FailOpen);
-                    assert!(matches!(d.outcome, Outcome::Allow { .. }));
+                    assert!(matches!(d.answer, Answer::Decided(Outcome::Allow { .. })));
                 }
                 FailureMode::Closed => {
                     assert_eq!(d.path, DecisionPath::FailClosed);
                     assert_eq!(
-                        d.outcome,
-                        Outcome::Deny {
+                        d.answer,
+                        Answer::Decided(Outcome::Deny {
                             retry_after: Duration::from_secs(2)
-                        }
+                        })
                     );
                 }
                 FailureMode::Local => {
                     assert_eq!(d.path, DecisionPath::Local);
-                    local_admitted += usize::from(matches!(d.outcome, Outcome::Allow { .. }));
+                    local_admitted +=
+                        usize::from(matches!(d.answer, Answer::Decided(Outcome::Allow { .. })));
                 }
             }
             // Five failures open the breaker; from then on no call reaches the network.
@@ -371,7 +388,7 @@ async fn when_redis_dies_each_failure_mode_holds_within_the_timeout() {
 async fn when_redis_hangs_calls_time_out_and_the_breaker_opens() {
     let server = RedisServer::start();
     let g = gateway(&server, FailureMode::Closed);
-    assert_eq!(g.decide("c", 1).await.path, DecisionPath::Redis);
+    assert_eq!(g.decide("c", 1).await.path, DecisionPath::Shared);
     server.pause();
     for i in 0..5 {
         let started = Instant::now();
@@ -403,6 +420,7 @@ async fn after_a_restart_the_half_open_trial_closes_the_breaker() {
         "restart",
         spec,
         false,
+        None,
         &RedisSettings {
             timeout: TIMEOUT,
             breaker_failures: 2,
@@ -422,10 +440,429 @@ async fn after_a_restart_the_half_open_trial_closes_the_breaker() {
     // A new server knows no scripts: the trial goes through the EVAL fallback.
     let _server = RedisServer::start_on(port);
     tokio::time::sleep(Duration::from_millis(350)).await;
-    let outcome = redis.decide("c", 1).await.unwrap();
-    assert!(matches!(outcome, Outcome::Allow { remaining: 99, .. }));
+    let answer = redis.decide("c", 1).await.unwrap();
+    assert!(matches!(
+        answer,
+        Answer::Decided(Outcome::Allow { remaining: 99, .. })
+    ));
     assert_eq!(
         redis.breaker().state(),
         BreakerState::Closed { failures: 0 }
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Bans
+// ---------------------------------------------------------------------------------------
+
+const SEC: u64 = 1_000_000_000;
+
+/// Late 2026 in nanoseconds since the epoch, on a minute boundary, so the ban-counting
+/// windows below start where the in-memory test's do.
+const T0: Nanos = 1_790_000_040 * SEC;
+
+fn banning(
+    server: &RedisServer,
+    policy: &str,
+    spec: Spec,
+    count_rejected: bool,
+    ban: BanRule,
+) -> RedisLimiter {
+    RedisLimiter::new(
+        policy,
+        spec,
+        count_rejected,
+        Some(ban),
+        &settings(server, Duration::from_secs(5)),
+    )
+    .unwrap()
+}
+
+/// One request an hour: every request after the first is refused.
+const STINGY: Spec = Spec::Gcra {
+    count: 1,
+    period: Duration::from_secs(3600),
+    burst: 1,
+};
+
+fn refused(answer: Answer) -> bool {
+    matches!(answer, Answer::Decided(Outcome::Deny { .. }))
+}
+
+#[tokio::test]
+async fn the_nth_refusal_bans_everywhere_and_repeat_offenders_wait_longer() {
+    let server = RedisServer::start();
+    let rule = BanRule {
+        after: 3,
+        within: Duration::from_secs(60),
+        duration: Duration::from_secs(10),
+        max_duration: Duration::from_secs(25),
+    };
+    // Two gateways: one makes the refusals, the other sees the ban.
+    let a = banning(&server, "login", STINGY, false, rule);
+    let b = banning(&server, "login", STINGY, false, rule);
+    let t = T0 + SEC;
+    assert!(matches!(
+        a.decide_at("ip:1", 1, t).await.unwrap(),
+        Answer::Decided(Outcome::Allow { .. })
+    ));
+    assert!(refused(a.decide_at("ip:1", 1, t).await.unwrap()));
+    assert!(refused(b.decide_at("ip:1", 1, t).await.unwrap()));
+    assert_eq!(
+        a.decide_at("ip:1", 1, t).await.unwrap(),
+        Answer::Banned(Duration::from_secs(10))
+    );
+    assert_eq!(
+        b.decide_at("ip:1", 1, t + 5 * SEC).await.unwrap(),
+        Answer::Banned(Duration::from_secs(5))
+    );
+    // Another client, and the same client on another policy, are not banned.
+    assert!(matches!(
+        b.decide_at("ip:2", 1, t).await.unwrap(),
+        Answer::Decided(Outcome::Allow { .. })
+    ));
+    let other = banning(&server, "api", STINGY, false, rule);
+    assert!(matches!(
+        other.decide_at("ip:1", 1, t).await.unwrap(),
+        Answer::Decided(Outcome::Allow { .. })
+    ));
+    let listed = b.bans_at(t + 5 * SEC).await.unwrap();
+    assert_eq!(
+        listed,
+        [BanInfo {
+            client: "ip:1".into(),
+            remaining: Duration::from_secs(5),
+            strikes: 1
+        }]
+    );
+    assert!(other.bans_at(t).await.unwrap().is_empty());
+    // The ban is over after 10 s. (A refusal now would ban again at once, as in memory: the
+    // counting window still holds three refusals.)
+    assert!(a.bans_at(T0 + 11 * SEC).await.unwrap().is_empty());
+    // Next counting window: three more refusals ban again, twice as long, then capped.
+    let t = T0 + 70 * SEC;
+    for _ in 0..2 {
+        assert!(refused(a.decide_at("ip:1", 1, t).await.unwrap()));
+    }
+    assert_eq!(
+        b.decide_at("ip:1", 1, t).await.unwrap(),
+        Answer::Banned(Duration::from_secs(20))
+    );
+    let t = T0 + 140 * SEC;
+    for _ in 0..2 {
+        assert!(refused(b.decide_at("ip:1", 1, t).await.unwrap()));
+    }
+    assert_eq!(
+        a.decide_at("ip:1", 1, t).await.unwrap(),
+        Answer::Banned(Duration::from_secs(25))
+    );
+    let listed = a.bans_at(t).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].strikes, 3);
+    assert_eq!(listed[0].remaining, Duration::from_secs(25));
+    // Lifting forgets the ban, the strikes and the refusals: everywhere.
+    assert!(b.lift("ip:1").await.unwrap());
+    assert!(!b.lift("ip:1").await.unwrap());
+    assert!(a.bans_at(t).await.unwrap().is_empty());
+    assert!(refused(a.decide_at("ip:1", 1, t).await.unwrap()));
+    assert!(refused(a.decide_at("ip:1", 1, t).await.unwrap()));
+    assert_eq!(
+        a.decide_at("ip:1", 1, t).await.unwrap(),
+        Answer::Banned(Duration::from_secs(10)),
+        "a first ban again"
+    );
+    // Strikes are forgotten after the ban, one longest ban and one window: a first ban.
+    let t = t + (10 + 25 + 60 + 1) * SEC;
+    for _ in 0..2 {
+        assert!(refused(a.decide_at("ip:1", 1, t).await.unwrap()));
+    }
+    assert_eq!(
+        a.decide_at("ip:1", 1, t).await.unwrap(),
+        Answer::Banned(Duration::from_secs(10))
+    );
+}
+
+#[tokio::test]
+async fn with_redis_time_bans_are_listed_lifted_and_every_key_expires() {
+    let server = RedisServer::start();
+    let rule = BanRule {
+        after: 2,
+        within: Duration::from_millis(200),
+        duration: Duration::from_millis(300),
+        max_duration: Duration::from_millis(400),
+    };
+    let spec = Spec::FixedWindow {
+        count: 1,
+        period: Duration::from_millis(250),
+    };
+    let a = banning(&server, "short", spec, false, rule);
+    let b = banning(&server, "short", spec, false, rule);
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let mut pttl = |key: String| -> i64 { redis::cmd("PTTL").arg(key).query(&mut conn).unwrap() };
+
+    // Ban "x" through both gateways; "y" only refused once.
+    let mut banned = None;
+    for i in 0..6 {
+        let g = if i % 2 == 0 { &a } else { &b };
+        if let Answer::Banned(d) = g.decide("x", 1).await.unwrap() {
+            banned = Some(d);
+            break;
+        }
+    }
+    let banned = banned.expect("two refusals in a row ban");
+    assert!(banned <= Duration::from_millis(400), "{banned:?}");
+    assert!(matches!(b.decide("x", 1).await.unwrap(), Answer::Banned(_)));
+    let listed = a.bans().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].client, "x");
+    assert!(listed[0].remaining <= banned);
+    for (key, most) in [
+        (a.ban_key("x"), 400),
+        (a.strikes_key("x"), 400 + 400 + 200),
+        (a.refusals_key("x"), 200),
+    ] {
+        let ttl = pttl(key.clone());
+        assert!((1..=most).contains(&ttl), "{key}: ttl {ttl} ms");
+    }
+
+    // Lifted: listed nowhere, and a refusal no longer bans at once.
+    assert!(b.lift("x").await.unwrap());
+    assert!(a.bans().await.unwrap().is_empty());
+    assert_eq!(pttl(a.ban_key("x")), -2);
+    assert_eq!(pttl(a.strikes_key("x")), -2);
+
+    // Ban again, then let every key of the client expire on its own.
+    let mut again = false;
+    for _ in 0..6 {
+        if matches!(a.decide("x", 1).await.unwrap(), Answer::Banned(_)) {
+            again = true;
+            break;
+        }
+    }
+    assert!(again);
+    let keys = [
+        a.key("x"),
+        a.ban_key("x"),
+        a.strikes_key("x"),
+        a.refusals_key("x"),
+    ];
+    let longest = keys.iter().map(|k| pttl(k.clone())).max().unwrap();
+    assert!((1..=1000).contains(&longest), "longest ttl {longest} ms");
+    tokio::time::sleep(Duration::from_millis(longest as u64 + 50)).await;
+    for key in keys {
+        assert_eq!(pttl(key.clone()), -2, "{key} still exists");
+    }
+    assert!(matches!(
+        a.decide("x", 1).await.unwrap(),
+        Answer::Decided(Outcome::Allow { .. })
+    ));
+}
+
+/// What the in-memory defense answers: a ban first, then the rate; a refusal may ban.
+fn in_memory<A: Algorithm>(
+    algo: &A,
+    state: &mut A::State,
+    bans: &Bans,
+    client: &str,
+    now: Nanos,
+    cost: u64,
+    count_rejected: bool,
+) -> Answer {
+    if let Some(left) = bans.banned(client, now) {
+        return Answer::Banned(left);
+    }
+    let outcome = algo.decide(state, now, cost, count_rejected);
+    if matches!(outcome, Outcome::Deny { .. })
+        && let Some(ban) = bans.refused(client, now)
+    {
+        return Answer::Banned(ban);
+    }
+    Answer::Decided(outcome)
+}
+
+/// Feeds the same trace, over three clients, to the scripts with a ban rule and to the
+/// pure algorithm with the in-memory `Bans`; compares every answer and, now and then, the
+/// ban listings.
+async fn same_bans<A>(server: &RedisServer, name: &str, spec: Spec, algo: A, rule: BanRule)
+where
+    A: Algorithm,
+    A::State: Debug,
+{
+    let clients = ["ip:a", "ip:b", "ip:c"];
+    let within = rule.within.as_nanos() as u64;
+    for count_rejected in [false, true] {
+        let policy = format!("{name}-{count_rejected}");
+        let limiter = banning(server, &policy, spec, count_rejected, rule);
+        let bans = Bans::new(rule, 1000);
+        let mut states: Vec<A::State> = clients.iter().map(|_| A::State::default()).collect();
+        let mut rng = Lcg(within ^ rule.after);
+        let mut now: Nanos = T0 + 987_654_321;
+        let (mut banned, mut escalated) = (0, false);
+        for step in 0..400 {
+            now += match rng.next() % 20 {
+                0..=11 => 0,
+                12..=16 => rng.next() % (within / 4 + 1),
+                17 | 18 => rng.next() % (2 * within),
+                // Long enough to forget strikes now and then.
+                _ => rng.next() % (3 * within + 3 * rule.max_duration.as_nanos() as u64),
+            };
+            let i = (rng.next() % 3) as usize;
+            let client = clients[i];
+            let cost = 1 + rng.next() % 2;
+            let expected = in_memory(
+                &algo,
+                &mut states[i],
+                &bans,
+                client,
+                now,
+                cost,
+                count_rejected,
+            );
+            let got = limiter.decide_at(client, cost, now).await.unwrap();
+            assert_eq!(
+                got, expected,
+                "{policy} step {step} now {now} {client} cost {cost}: state {:?}",
+                states[i]
+            );
+            if let Answer::Banned(d) = got {
+                banned += 1;
+                escalated |= d > rule.duration;
+            }
+            if step % 25 == 0 {
+                assert_eq!(
+                    limiter.bans_at(now).await.unwrap(),
+                    bans.list(now),
+                    "{policy} step {step}: listings"
+                );
+            }
+        }
+        assert!(
+            banned > 0 && escalated,
+            "{policy}: the trace must ban and escalate"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bans_in_redis_answer_exactly_as_the_in_memory_bans() {
+    let server = RedisServer::start();
+    let ms = Duration::from_millis;
+    let rules = [
+        BanRule {
+            after: 3,
+            within: ms(2000),
+            duration: ms(500),
+            max_duration: ms(1700),
+        },
+        BanRule {
+            after: 1,
+            within: ms(700),
+            duration: ms(100),
+            max_duration: ms(5000),
+        },
+        BanRule {
+            after: 5,
+            within: ms(333),
+            duration: ms(50),
+            max_duration: ms(150),
+        },
+    ];
+    for (i, rule) in rules.into_iter().enumerate() {
+        let (count, period, burst) = (2, ms(300), 2);
+        let spec = Spec::Gcra {
+            count,
+            period,
+            burst,
+        };
+        let algo = Gcra::new(nz(count), period, nz(burst));
+        same_bans(&server, &format!("gcra{i}"), spec, algo, rule).await;
+        let spec = Spec::FixedWindow {
+            count: 3,
+            period: ms(400),
+        };
+        let algo = FixedWindow::new(nz(3), ms(400));
+        same_bans(&server, &format!("fw{i}"), spec, algo, rule).await;
+    }
+}
+
+#[tokio::test]
+async fn through_the_shared_store_seam() {
+    let server = RedisServer::start();
+    let rule = BanRule {
+        after: 2,
+        within: Duration::from_secs(60),
+        duration: Duration::from_secs(600),
+        max_duration: Duration::from_secs(3600),
+    };
+    let redis = RedisLimiter::new(
+        "seam",
+        STINGY,
+        false,
+        Some(rule),
+        &settings(&server, Duration::from_secs(1)),
+    )
+    .unwrap();
+    let fleet = FleetLimiter::new(redis, FailureMode::Closed, 100, Arc::new(SystemClock));
+    let store: &dyn SharedStore = &fleet;
+    let answers = [
+        store.decide("c", 1).await,
+        store.decide("c", 1).await,
+        store.decide("c", 1).await,
+        store.decide("c", 1).await,
+    ];
+    for a in &answers {
+        assert_eq!(a.path, DecisionPath::Shared);
+        assert_eq!(a.error, None);
+    }
+    assert!(refused(answers[1].answer));
+    assert_eq!(answers[2].answer, Answer::Banned(Duration::from_secs(600)));
+    assert!(matches!(answers[3].answer, Answer::Banned(d) if d <= Duration::from_secs(600)));
+    let listed = store.bans().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].client.as_str(), listed[0].strikes), ("c", 1));
+    assert_eq!(store.lift("c").await, Ok(true));
+    assert_eq!(store.bans().await, Ok(vec![]));
+}
+
+#[tokio::test]
+async fn the_local_fallback_bans_on_its_own_gateway() {
+    // Nothing listens on port 1: every call fails at once, then the breaker opens.
+    let rule = BanRule {
+        after: 2,
+        within: Duration::from_secs(60),
+        duration: Duration::from_secs(600),
+        max_duration: Duration::from_secs(3600),
+    };
+    let redis = RedisLimiter::new(
+        "local",
+        STINGY,
+        false,
+        Some(rule),
+        &RedisSettings::new("redis://127.0.0.1:1/"),
+    )
+    .unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let fleet = FleetLimiter::new(redis, FailureMode::Local, 100, clock.clone());
+    let store: &dyn SharedStore = &fleet;
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let d = store.decide("c", 1).await;
+        assert_eq!(d.path, DecisionPath::Local);
+        assert!(d.error.is_some());
+        answers.push(d.answer);
+    }
+    assert!(matches!(answers[0], Answer::Decided(Outcome::Allow { .. })));
+    assert!(refused(answers[1]));
+    assert_eq!(answers[2], Answer::Banned(Duration::from_secs(600)));
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(
+        store.decide("c", 1).await.answer,
+        Answer::Banned(Duration::from_secs(540))
+    );
+    assert_eq!(fleet.local_bans().unwrap().list(0).len(), 1);
+    // Listing needs Redis; lifting lifts the local ban even though Redis is down.
+    assert!(store.bans().await.is_err());
+    assert!(store.lift("c").await.is_err());
+    assert!(refused(store.decide("c", 1).await.answer));
 }

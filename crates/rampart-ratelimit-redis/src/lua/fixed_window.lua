@@ -1,7 +1,7 @@
--- Fixed window. ARGV[5] limit, ARGV[6] window. State: the window's start (s, n) and its
+-- Fixed window. param(1) limit, param(2) window. State: the window's start (s, n) and its
 -- count c.
-local limit = tonumber(ARGV[5])
-local window = tonumber(ARGV[6])
+local limit = param(1)
+local window = param(2)
 local into = nowmod(window)
 local v = redis.call('HMGET', key, 's', 'n', 'c')
 local count = 0

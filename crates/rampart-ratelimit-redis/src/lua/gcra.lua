@@ -1,8 +1,8 @@
--- GCRA. ARGV[5] interval, ARGV[6] tolerance, ARGV[7] burst. State: the theoretical
+-- GCRA. param(1) interval, param(2) tolerance, param(3) burst. State: the theoretical
 -- arrival time as fields s, n.
-local interval = tonumber(ARGV[5])
-local tolerance = tonumber(ARGV[6])
-local burst = tonumber(ARGV[7])
+local interval = param(1)
+local tolerance = param(2)
+local burst = param(3)
 local v = redis.call('HMGET', key, 's', 'n')
 local tat = 0
 if v[1] then

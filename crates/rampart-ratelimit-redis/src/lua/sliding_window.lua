@@ -1,7 +1,7 @@
--- Sliding window counter. ARGV[5] limit, ARGV[6] window. State: the current window's
+-- Sliding window counter. param(1) limit, param(2) window. State: the current window's
 -- start (s, n), its count c and the previous window's count p.
-local limit = tonumber(ARGV[5])
-local w = tonumber(ARGV[6])
+local limit = param(1)
+local w = param(2)
 local into = nowmod(w)
 local v = redis.call('HMGET', key, 's', 'n', 'c', 'p')
 local count, prev = 0, 0

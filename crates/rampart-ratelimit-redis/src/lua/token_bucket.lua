@@ -1,8 +1,8 @@
--- Token bucket. ARGV[5] capacity, ARGV[6] refill count, ARGV[7] refill period. State: the
+-- Token bucket. param(1) capacity, param(2) refill count, param(3) refill period. State: the
 -- level l in tokens times the period (absent: a full bucket) and the last update (s, n).
-local capacity = tonumber(ARGV[5])
-local rate = tonumber(ARGV[6])
-local period = tonumber(ARGV[7])
+local capacity = param(1)
+local rate = param(2)
+local period = param(3)
 local full = capacity * period
 local v = redis.call('HMGET', key, 'l', 's', 'n')
 local level = full
