@@ -58,9 +58,6 @@ pub enum RedisError {
 /// Why a [`RedisLimiter`] could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The algorithm has no Redis script yet.
-    #[error("the {0} algorithm is not available over Redis")]
-    Unsupported(&'static str),
     /// A scaled parameter does not fit the exact range of Lua numbers (2^52).
     #[error("{0} is too large for the Redis scripts")]
     TooLarge(&'static str),
@@ -547,16 +544,41 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_and_oversized_policies_are_refused_when_built() {
+    fn every_algorithm_builds_and_oversized_policies_are_refused() {
         let settings = RedisSettings::new("redis://127.0.0.1:1");
-        let log = Spec::SlidingLog {
-            count: 5,
-            period: Duration::from_secs(60),
-        };
-        assert!(matches!(
-            RedisLimiter::new("p", log, false, None, &settings),
-            Err(ConfigError::Unsupported(_))
-        ));
+        let s = Duration::from_secs;
+        for spec in [
+            Spec::SlidingLog {
+                count: 5,
+                period: s(60),
+            },
+            Spec::LeakyBucket {
+                count: 30,
+                per_minute: true,
+                burst: 10,
+                delay: 5,
+            },
+        ] {
+            assert!(RedisLimiter::new("p", spec, false, None, &settings).is_ok());
+        }
+        for spec in [
+            Spec::SlidingLog {
+                count: 5,
+                period: s(60 * 86_400),
+            },
+            // A burst of a million at one a minute takes two years to leak.
+            Spec::LeakyBucket {
+                count: 1,
+                per_minute: true,
+                burst: 1_000_000,
+                delay: 0,
+            },
+        ] {
+            assert!(matches!(
+                RedisLimiter::new("p", spec, false, None, &settings),
+                Err(ConfigError::TooLarge(_))
+            ));
+        }
         let huge = Spec::SlidingWindow {
             count: 1_000_000,
             period: Duration::from_secs(86_400),

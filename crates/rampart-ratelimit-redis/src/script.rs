@@ -93,8 +93,45 @@ impl Program {
                     vec![count.max(1), window],
                 )
             }
-            Spec::LeakyBucket { .. } => return Err(ConfigError::Unsupported("leaky bucket")),
-            Spec::SlidingLog { .. } => return Err(ConfigError::Unsupported("sliding log")),
+            Spec::LeakyBucket {
+                count,
+                per_minute,
+                burst,
+                delay,
+            } => {
+                // As `LeakyBucket::nginx`: thousandths of a request, and of a request per
+                // second.
+                let count = count.max(1);
+                let rate = if per_minute {
+                    count.saturating_mul(1000) / 60
+                } else {
+                    count.saturating_mul(1000)
+                }
+                .max(1);
+                let burst_milli = burst.saturating_mul(1000);
+                let delay_milli = delay.min(burst).saturating_mul(1000);
+                // The script multiplies remainders below the rate by 1000.
+                fits(u128::from(rate) * 1000, "leaky bucket rate")?;
+                // The longest delay or reset, `burst` leaking at `rate`, in nanoseconds.
+                fits(
+                    u128::from(burst_milli) * 1000 / u128::from(rate) * 1_000_000,
+                    "leaky bucket burst / rate",
+                )?;
+                (
+                    "leaky_bucket",
+                    include_str!("lua/leaky_bucket.lua"),
+                    vec![rate, burst_milli, delay_milli],
+                )
+            }
+            Spec::SlidingLog { count, period } => {
+                let window = ns(period).max(1);
+                fits(u128::from(window), "sliding log window")?;
+                (
+                    "sliding_log",
+                    include_str!("lua/sliding_log.lua"),
+                    vec![count.max(1), window],
+                )
+            }
         };
         // The algorithm's body becomes `decide`, which the ban wrapper calls between its
         // check and its count.

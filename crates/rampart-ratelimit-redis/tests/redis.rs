@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use rampart_core::{ManualClock, SystemClock};
 use rampart_ratelimit::{
-    Algorithm, Answer, BanInfo, BanRule, Bans, DecisionPath, FixedWindow, Gcra, Nanos, Outcome,
-    SharedStore, SlidingWindow, Spec, TokenBucket,
+    Algorithm, Answer, BanInfo, BanRule, Bans, DecisionPath, FixedWindow, Gcra, LeakyBucket, Nanos,
+    Outcome, SharedStore, SlidingLog, SlidingWindow, Spec, TokenBucket,
 };
 use rampart_ratelimit_redis::{
     BreakerState, FailureMode, FleetLimiter, RedisError, RedisLimiter, RedisSettings,
@@ -52,8 +52,9 @@ impl Lcg {
     }
 }
 
-/// Feeds the same trace to the script (with injected time) and to the pure algorithm.
-async fn same_decisions<A>(server: &RedisServer, name: &str, spec: Spec, algo: A, seed: u64)
+/// Feeds the same trace to the script (with injected time) and to the pure algorithm;
+/// returns whether the script ever delayed.
+async fn same_decisions<A>(server: &RedisServer, name: &str, spec: Spec, algo: A, seed: u64) -> bool
 where
     A: Algorithm,
     A::State: Debug,
@@ -64,16 +65,20 @@ where
         | Spec::FixedWindow { period, .. }
         | Spec::SlidingWindow { period, .. }
         | Spec::SlidingLog { period, .. } => period,
-        Spec::LeakyBucket { .. } => Duration::from_secs(1),
+        Spec::LeakyBucket { per_minute, .. } => {
+            Duration::from_secs(if per_minute { 60 } else { 1 })
+        }
     };
+    // A cost of `limit + 1` is never admitted.
     let limit = match spec {
         Spec::Gcra { burst, .. } => burst,
         Spec::TokenBucket { capacity, .. } => capacity,
         Spec::FixedWindow { count, .. }
         | Spec::SlidingWindow { count, .. }
-        | Spec::SlidingLog { count, .. }
-        | Spec::LeakyBucket { count, .. } => count,
+        | Spec::SlidingLog { count, .. } => count,
+        Spec::LeakyBucket { burst, .. } => burst + 1,
     };
+    let mut delayed = false;
     let period_ns = period.as_nanos() as u64;
     for count_rejected in [false, true] {
         let limiter = RedisLimiter::new(
@@ -105,6 +110,7 @@ where
             let expected = algo.decide(&mut state, now, cost, count_rejected);
             let got = limiter.decide_at(&client, cost, now).await.unwrap();
             allowed |= matches!(got, Answer::Decided(Outcome::Allow { .. }));
+            delayed |= matches!(got, Answer::Decided(Outcome::Delay(_)));
             denied |= matches!(got, Answer::Decided(Outcome::Deny { .. }));
             assert_eq!(
                 got,
@@ -118,6 +124,7 @@ where
             "{name}: the trace must both admit and refuse"
         );
     }
+    delayed
 }
 
 #[tokio::test]
@@ -159,6 +166,146 @@ async fn scripts_decide_exactly_as_the_pure_algorithms() {
         };
         let algo = TokenBucket::new(nz(count), period, nz(capacity));
         same_decisions(&server, &format!("tb{i}"), spec, algo, 41 + i as u64).await;
+    }
+}
+
+#[tokio::test]
+async fn the_sliding_log_and_leaky_bucket_scripts_decide_exactly_as_the_pure_algorithms() {
+    let server = RedisServer::start();
+    let s = Duration::from_secs;
+    let ms = Duration::from_millis;
+    for (i, (count, period)) in [(5, s(1)), (3, ms(333)), (1, ms(50)), (12, ms(700))]
+        .into_iter()
+        .enumerate()
+    {
+        let spec = Spec::SlidingLog { count, period };
+        let algo = SlidingLog::new(nz(count), period);
+        same_decisions(&server, &format!("log{i}"), spec, algo, 51 + i as u64).await;
+    }
+    for (i, (count, per_minute, burst, delay)) in [
+        (10, false, 5, 0),
+        (10, false, 5, 5),
+        (7, false, 4, 2),
+        (30, true, 3, 1),
+        (1, false, 0, 0),
+        (3, false, 6, 9),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let spec = Spec::LeakyBucket {
+            count,
+            per_minute,
+            burst,
+            delay,
+        };
+        let algo = LeakyBucket::nginx(nz(count), per_minute, burst, delay);
+        let delayed =
+            same_decisions(&server, &format!("leaky{i}"), spec, algo, 61 + i as u64).await;
+        assert_eq!(
+            delayed,
+            delay < burst,
+            "leaky{i}: delays only below `delay`"
+        );
+    }
+}
+
+/// Hand-made traces where the arithmetic is decisive: nginx's whole milliseconds (a request
+/// 0.999 ms later has leaked nothing), a delay that rounds down to none, and a sliding log
+/// whose oldest entries leave the window exactly at its edge.
+#[tokio::test]
+async fn hand_made_edges_of_the_log_and_the_bucket() {
+    let server = RedisServer::start();
+    const MS: u64 = 1_000_000;
+    let t0: Nanos = 1_790_000_000 * SEC + 400 * MS + 999_999;
+    for count_rejected in [false, true] {
+        let spec = Spec::LeakyBucket {
+            count: 10,
+            per_minute: false,
+            burst: 2,
+            delay: 1,
+        };
+        let algo = LeakyBucket::nginx(nz(10), false, 2, 1);
+        let limiter = RedisLimiter::new(
+            &format!("edge-leaky-{count_rejected}"),
+            spec,
+            count_rejected,
+            None,
+            &settings(&server, Duration::from_secs(5)),
+        )
+        .unwrap();
+        let mut state = Default::default();
+        let mut seen = Vec::new();
+        for (offset, cost) in [
+            (0, 1),
+            (1, 1),
+            (2, 1),
+            (3, 1),
+            (100 * MS - 1, 1),
+            (100 * MS, 1),
+            (150 * MS, 1),
+            (199 * MS + 1, 2),
+            (400 * MS, 3),
+            (2_000 * MS, 4),
+            (2_000 * MS, 1),
+        ] {
+            let now = t0 + offset;
+            let expected = algo.decide(&mut state, now, cost, count_rejected);
+            let got = limiter.decide_at("c", cost, now).await.unwrap();
+            assert_eq!(
+                got,
+                Answer::Decided(expected),
+                "leaky at +{offset} ns cost {cost}"
+            );
+            seen.push(expected);
+        }
+        assert!(seen.iter().any(|o| matches!(o, Outcome::Delay(_))));
+        assert!(seen.iter().any(|o| matches!(o, Outcome::Deny { .. })));
+
+        let window = 1_000 * MS;
+        let spec = Spec::SlidingLog {
+            count: 3,
+            period: Duration::from_nanos(window),
+        };
+        let algo = SlidingLog::new(nz(3), Duration::from_nanos(window));
+        let limiter = RedisLimiter::new(
+            &format!("edge-log-{count_rejected}"),
+            spec,
+            count_rejected,
+            None,
+            &settings(&server, Duration::from_secs(5)),
+        )
+        .unwrap();
+        let mut state = Default::default();
+        for (offset, cost) in [
+            (0, 2),
+            (1, 1),
+            (2, 1),
+            (5, 4),
+            (window - 1, 1),
+            (window, 1),
+            (window, 1),
+            (window + 1, 2),
+            (window + 2, 1),
+            // One entry, then refusals costing more than it: counted, they replace only
+            // as many old entries as the log holds.
+            (3 * window, 1),
+            (3 * window + 1, 3),
+            (3 * window + 2, 2),
+            (3 * window + 3, 0),
+            // An empty log refusing a request above the limit.
+            (5 * window, 4),
+            (5 * window + 1, 3),
+        ] {
+            let now = t0 + offset;
+            let expected = algo.decide(&mut state, now, cost, count_rejected);
+            let got = limiter.decide_at("c", cost, now).await.unwrap();
+            assert_eq!(
+                got,
+                Answer::Decided(expected),
+                "log at +{offset} ns cost {cost}"
+            );
+        }
     }
 }
 
@@ -205,6 +352,48 @@ async fn with_redis_time_keys_expire_when_their_state_is_fresh_again() {
         limiter.decide("c", 1).await.unwrap(),
         Answer::Decided(Outcome::Allow { .. })
     ));
+}
+
+#[tokio::test]
+async fn with_redis_time_log_and_bucket_keys_expire_too() {
+    let server = RedisServer::start();
+    let log = Spec::SlidingLog {
+        count: 2,
+        period: Duration::from_millis(300),
+    };
+    // Three requests leave an excess of two, which leaks (with one more) in 300 ms.
+    let bucket = Spec::LeakyBucket {
+        count: 10,
+        per_minute: false,
+        burst: 2,
+        delay: 2,
+    };
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    for (name, spec) in [("log", log), ("bucket", bucket)] {
+        let limiter = RedisLimiter::new(
+            name,
+            spec,
+            false,
+            None,
+            &settings(&server, Duration::from_secs(2)),
+        )
+        .unwrap();
+        for _ in 0..3 {
+            limiter.decide("c", 1).await.unwrap();
+        }
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(limiter.key("c"))
+            .query(&mut conn)
+            .unwrap();
+        assert!((1..=301).contains(&ttl), "{name}: ttl {ttl} ms");
+        tokio::time::sleep(Duration::from_millis(ttl as u64 + 50)).await;
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(limiter.key("c"))
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(exists, 0, "{name}");
+    }
 }
 
 /// Three gateways, each with its own connection, hammer one key concurrently.
@@ -783,6 +972,21 @@ async fn bans_in_redis_answer_exactly_as_the_in_memory_bans() {
         };
         let algo = FixedWindow::new(nz(3), ms(400));
         same_bans(&server, &format!("fw{i}"), spec, algo, rule).await;
+        let spec = Spec::SlidingLog {
+            count: 3,
+            period: ms(500),
+        };
+        let algo = SlidingLog::new(nz(3), ms(500));
+        same_bans(&server, &format!("log{i}"), spec, algo, rule).await;
+        // Delays are admissions: they never count towards a ban.
+        let spec = Spec::LeakyBucket {
+            count: 5,
+            per_minute: false,
+            burst: 2,
+            delay: 1,
+        };
+        let algo = LeakyBucket::nginx(nz(5), false, 2, 1);
+        same_bans(&server, &format!("leaky{i}"), spec, algo, rule).await;
     }
 }
 
