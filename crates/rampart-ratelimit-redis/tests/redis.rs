@@ -86,7 +86,7 @@ where
             spec,
             count_rejected,
             None,
-            &settings(server, Duration::from_secs(5)),
+            &settings(server, Duration::from_secs(1)),
         )
         .unwrap();
         let client = format!("client-{count_rejected}");
@@ -231,7 +231,7 @@ async fn hand_made_edges_of_the_log_and_the_bucket() {
             spec,
             count_rejected,
             None,
-            &settings(&server, Duration::from_secs(5)),
+            &settings(&server, Duration::from_secs(1)),
         )
         .unwrap();
         let mut state = Default::default();
@@ -273,7 +273,7 @@ async fn hand_made_edges_of_the_log_and_the_bucket() {
             spec,
             count_rejected,
             None,
-            &settings(&server, Duration::from_secs(5)),
+            &settings(&server, Duration::from_secs(1)),
         )
         .unwrap();
         let mut state = Default::default();
@@ -662,7 +662,7 @@ fn banning(
         spec,
         count_rejected,
         Some(ban),
-        &settings(server, Duration::from_secs(5)),
+        &settings(server, Duration::from_secs(1)),
     )
     .unwrap()
 }
