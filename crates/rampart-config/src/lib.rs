@@ -239,8 +239,7 @@ fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
                 "redis.url must be redis://[user:password@]host:port[/db] or unix:///path".into(),
             );
         }
-        if r.timeout.0.is_zero() || r.breaker_cool_down.0.is_zero() || r.breaker_failures == 0
-        {
+        if r.timeout.0.is_zero() || r.breaker_cool_down.0.is_zero() || r.breaker_failures == 0 {
             err(
                 Location::UNKNOWN,
                 "redis: timeout, breaker_failures and breaker_cool_down must be above 0".into(),

@@ -92,7 +92,11 @@ async fn lift_ban(
     axum::extract::Query(q): axum::extract::Query<LiftBan>,
 ) -> (StatusCode, String) {
     let rt = shared.runtime.load_full();
-    let Some((_, policy)) = rt.rate_policies.get(&q.policy).filter(|(_, p)| p.has_bans()) else {
+    let Some((_, policy)) = rt
+        .rate_policies
+        .get(&q.policy)
+        .filter(|(_, p)| p.has_bans())
+    else {
         return (StatusCode::NOT_FOUND, "no such policy with bans\n".into());
     };
     match policy.lift_ban(&q.client).await {

@@ -9,9 +9,15 @@ use std::time::{Duration, Instant};
 
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, StatusCode};
-use rampart_config::{Config, ConfigError, ConfigErrors, Location, RateAlgorithm, RateLimitPolicy};
+use rampart_config::{
+    Config, ConfigError, ConfigErrors, Location, RateAlgorithm, RateLimitPolicy, RedisStore,
+    StoreFailure, StoreKind,
+};
 use rampart_core::{Chain, Clock, Defense, FailureMode, SystemClock};
 use rampart_ratelimit::{Audience, BanRule, KeyPart, Policy, PolicySettings, RateLimit, Spec};
+use rampart_ratelimit_redis::{
+    FailureMode as StoreMode, FleetLimiter, RedisLimiter, RedisSettings,
+};
 
 use crate::forwarded::ClientIpPolicy;
 use crate::hygiene::HeaderLimits;
@@ -109,7 +115,9 @@ impl Runtime {
         let mut errors = Vec::new();
         let origin = previous.map_or_else(Instant::now, |p| p.origin);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let rate_policies = rate_policies(config, previous);
+        let rate_policies = rate_policies(config, previous, &clock, |e| {
+            errors.push(ConfigError::at(file, Location::UNKNOWN, e));
+        });
         let mut listeners = HashMap::new();
         for l in &config.listeners {
             let mut rt = ListenerRuntime {
@@ -258,23 +266,72 @@ impl Runtime {
 fn rate_policies(
     config: &Config,
     previous: Option<&Runtime>,
+    clock: &Arc<dyn Clock>,
+    mut error: impl FnMut(String),
 ) -> HashMap<String, (RateLimitPolicy, Arc<Policy>)> {
-    config
-        .rate_limits
-        .iter()
-        .map(|(name, settings)| {
-            let reused = previous
-                .and_then(|p| p.rate_policies.get(name))
-                .filter(|(old, _)| old == settings)
-                .map(|(_, policy)| policy.clone());
-            let policy = reused.unwrap_or_else(|| Arc::new(build_policy(name, settings)));
-            (name.clone(), (settings.clone(), policy))
-        })
-        .collect()
+    let mut out = HashMap::new();
+    for (name, settings) in &config.rate_limits {
+        // A shared policy is also rebuilt when the Redis it talks to changed.
+        let reused = previous
+            .and_then(|p| {
+                let same_store =
+                    settings.store == StoreKind::Memory || p.config.redis == config.redis;
+                p.rate_policies.get(name).filter(|_| same_store)
+            })
+            .filter(|(old, _)| old == settings)
+            .map(|(_, policy)| policy.clone());
+        let policy = match reused {
+            Some(p) => p,
+            None => match build_policy(name, settings, config.redis.as_ref(), clock) {
+                Ok(p) => Arc::new(p),
+                Err(e) => {
+                    error(format!("rate_limits.{name}: {e}"));
+                    continue;
+                }
+            },
+        };
+        out.insert(name.clone(), (settings.clone(), policy));
+    }
+    out
+}
+
+/// Builds a policy in memory, or over the shared Redis for `store: redis`.
+fn build_policy(
+    name: &str,
+    p: &RateLimitPolicy,
+    redis: Option<&RedisStore>,
+    clock: &Arc<dyn Clock>,
+) -> Result<Policy, String> {
+    let settings = policy_settings(name, p);
+    let (StoreKind::Redis, Some(r)) = (p.store, redis) else {
+        return Ok(Policy::new(settings));
+    };
+    let redis_settings = RedisSettings {
+        url: r.url.clone(),
+        timeout: r.timeout.0,
+        breaker_failures: r.breaker_failures,
+        breaker_cool_down: r.breaker_cool_down.0,
+    };
+    let limiter = RedisLimiter::new(
+        name,
+        settings.spec,
+        settings.count_rejected,
+        // The scripts count every refusal towards a ban; a dry-run policy must not ban.
+        settings.ban.filter(|_| !settings.shadow),
+        &redis_settings,
+    )
+    .map_err(|e| e.to_string())?;
+    let mode = match p.on_store_failure {
+        StoreFailure::Local => StoreMode::Local,
+        StoreFailure::Closed => StoreMode::Closed,
+        StoreFailure::Open => StoreMode::Open,
+    };
+    let fleet = FleetLimiter::new(limiter, mode, settings.max_keys, clock.clone());
+    Ok(Policy::shared(settings, Arc::new(fleet)))
 }
 
 /// Translates a checked config policy into the defense's terms.
-fn build_policy(name: &str, p: &RateLimitPolicy) -> Policy {
+fn policy_settings(name: &str, p: &RateLimitPolicy) -> PolicySettings {
     let count = p.rate.count.get();
     let period = p.rate.period;
     let spec = match p.algorithm {
@@ -318,7 +375,7 @@ fn build_policy(name: &str, p: &RateLimitPolicy) -> Policy {
                 .map(KeyPart::Header),
         })
         .collect();
-    Policy::new(PolicySettings {
+    PolicySettings {
         name: name.to_string(),
         spec,
         key,
@@ -340,7 +397,7 @@ fn build_policy(name: &str, p: &RateLimitPolicy) -> Policy {
             duration: b.duration.0,
             max_duration: b.max_duration.0,
         }),
-    })
+    }
 }
 
 fn response_headers(

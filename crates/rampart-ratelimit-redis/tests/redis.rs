@@ -11,8 +11,6 @@
     clippy::indexing_slicing
 )]
 
-mod support;
-
 use std::fmt::Debug;
 use std::num::NonZeroU64;
 use std::sync::Arc;
@@ -26,7 +24,7 @@ use rampart_ratelimit::{
 use rampart_ratelimit_redis::{
     BreakerState, FailureMode, FleetLimiter, RedisError, RedisLimiter, RedisSettings,
 };
-use support::RedisServer;
+use rampart_test_support::redis::RedisServer;
 
 fn nz(n: u64) -> NonZeroU64 {
     NonZeroU64::new(n).unwrap()

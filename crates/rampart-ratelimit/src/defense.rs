@@ -379,10 +379,11 @@ impl Policy {
             return Answer::Banned(left);
         }
         let outcome = store.decide(client.as_bytes(), now, self.cost, self.count_rejected);
-        if matches!(outcome, Outcome::Deny { .. }) && !self.shadow {
-            if let Some(ban) = self.bans.as_ref().and_then(|b| b.refused(client, now)) {
-                return Answer::Banned(ban);
-            }
+        if matches!(outcome, Outcome::Deny { .. })
+            && !self.shadow
+            && let Some(ban) = self.bans.as_ref().and_then(|b| b.refused(client, now))
+        {
+            return Answer::Banned(ban);
         }
         Answer::Decided(outcome)
     }
@@ -789,7 +790,10 @@ mod tests {
                 }),
                 DecisionPath::FailClosed,
             ),
-            d(Answer::Banned(Duration::from_secs(90)), DecisionPath::Shared),
+            d(
+                Answer::Banned(Duration::from_secs(90)),
+                DecisionPath::Shared,
+            ),
         ])));
         let policy = Arc::new(Policy::shared(
             settings(Spec::Gcra {
@@ -819,9 +823,15 @@ mod tests {
         let Verdict::Deny(i) = v else {
             panic!("a ban must refuse, got {v:?}")
         };
-        assert_eq!((i.status, i.reason.as_ref()), (StatusCode::TOO_MANY_REQUESTS, "banned"));
+        assert_eq!(
+            (i.status, i.reason.as_ref()),
+            (StatusCode::TOO_MANY_REQUESTS, "banned")
+        );
         assert_eq!(i.headers[RETRY_AFTER], "90");
-        assert_eq!(block_on(policy.list_bans(0)), Err("unreachable".to_string()));
+        assert_eq!(
+            block_on(policy.list_bans(0)),
+            Err("unreachable".to_string())
+        );
         assert_eq!(block_on(policy.lift_ban("ip:192.0.2.1")), Ok(true));
     }
 }

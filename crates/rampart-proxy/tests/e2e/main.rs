@@ -8,6 +8,7 @@
 )]
 
 mod common;
+mod fleet;
 mod hygiene;
 mod observability;
 mod ratelimit;
