@@ -231,24 +231,26 @@ fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
     }
 
     if let Some(r) = &config.redis {
-        let scheme_ok = r.url.starts_with("redis://") || r.url.starts_with("unix://");
-        if !scheme_ok || r.url.len() <= "redis://".len() {
+        let url = &r.url.value;
+        let scheme_ok = url.starts_with("redis://") || url.starts_with("unix://");
+        if !scheme_ok || url.len() <= "redis://".len() {
             err(
-                Location::UNKNOWN,
+                r.url.referenced,
                 // The URL is not echoed: it may hold a password.
                 "redis.url must be redis://[user:password@]host:port[/db] or unix:///path".into(),
             );
         }
         if r.timeout.0.is_zero() || r.breaker_cool_down.0.is_zero() || r.breaker_failures == 0 {
             err(
-                Location::UNKNOWN,
+                r.url.referenced,
                 "redis: timeout, breaker_failures and breaker_cool_down must be above 0".into(),
             );
         }
     }
 
     for (name, p) in &config.rate_limits {
-        let mut bad = |msg: String| err(Location::UNKNOWN, format!("rate_limits.{name}: {msg}"));
+        let at = p.rate.referenced;
+        let mut bad = |msg: String| err(at, format!("rate_limits.{name}: {msg}"));
         if p.store == StoreKind::Redis && config.redis.is_none() {
             bad("store: redis needs the top-level redis section (its url)".into());
         }
@@ -294,8 +296,8 @@ fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
             bad("delay and nodelay apply to the leaky_bucket algorithm only".into());
         }
         if leaky {
-            let secs = p.rate.period.as_secs();
-            if p.rate.period.subsec_nanos() != 0 || (secs != 1 && secs != 60) {
+            let secs = p.rate.value.period.as_secs();
+            if p.rate.value.period.subsec_nanos() != 0 || (secs != 1 && secs != 60) {
                 bad("leaky_bucket (nginx limit_req) rates are per second or per minute: 10r/s, 30r/m".into());
             }
             if p.nodelay && p.delay.is_some() {

@@ -409,7 +409,9 @@ pub struct RateLimitPolicy {
     #[serde(default)]
     pub algorithm: RateAlgorithm,
     /// The sustained rate: `100/m`, `10r/s`, `5/10s`.
-    pub rate: crate::units::Rate,
+    /// (Its location is where the policy's errors point.)
+    #[schemars(with = "crate::units::Rate")]
+    pub rate: Spanned<crate::units::Rate>,
     /// Requests admitted at once above the rate. For `gcra` and `token_bucket` the bucket
     /// size (default 1: no burst); for `leaky_bucket`, nginx's `burst` (default 0). Unused
     /// by the window algorithms, whose limit is the rate's count.
@@ -496,7 +498,8 @@ pub enum StoreFailure {
 #[serde(deny_unknown_fields)]
 pub struct RedisStore {
     /// `redis://[user:password@]host:port[/db]`.
-    pub url: String,
+    #[schemars(with = "String")]
+    pub url: Spanned<String>,
     /// Bound on each decision, connecting included (default 50ms).
     #[serde(default = "d_redis_timeout")]
     pub timeout: HumanDuration,

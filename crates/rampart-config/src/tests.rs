@@ -197,7 +197,7 @@ rate_limits:
     let ok = GOOD.to_string()
         + "    rate_limit: [login]\nrate_limits:\n  login: { algorithm: leaky_bucket, rate: 10r/s, burst: 5, nodelay: true }\n";
     let c = parse_str(&ok).expect("valid");
-    assert_eq!(c.rate_limits["login"].rate.count.get(), 10);
+    assert_eq!(c.rate_limits["login"].rate.value.count.get(), 10);
 }
 
 #[test]
@@ -219,6 +219,10 @@ rate_limits:
             "{needle} not in {text:?}"
         );
     }
+    assert!(
+        errs.iter().all(|e| e.line.is_some()),
+        "policy errors point at the policy: {text:?}"
+    );
     let bad_url = GOOD.to_string() + "redis: { url: \"http://secret@host\" }\n";
     let errs = parse_str(&bad_url).expect_err("invalid").0;
     assert!(errs[0].message.contains("redis.url must be"));

@@ -274,11 +274,12 @@ fn rate_policies(
         // A shared policy is also rebuilt when the Redis it talks to changed.
         let reused = previous
             .and_then(|p| {
-                let same_store =
-                    settings.store == StoreKind::Memory || p.config.redis == config.redis;
+                let same_store = settings.store == StoreKind::Memory
+                    || p.config.redis.as_ref().map(unplaced_redis)
+                        == config.redis.as_ref().map(unplaced_redis);
                 p.rate_policies.get(name).filter(|_| same_store)
             })
-            .filter(|(old, _)| old == settings)
+            .filter(|(old, _)| unplaced(old) == unplaced(settings))
             .map(|(_, policy)| policy.clone());
         let policy = match reused {
             Some(p) => p,
@@ -295,6 +296,21 @@ fn rate_policies(
     out
 }
 
+/// `p` without source locations: a policy that only moved in the file is the same policy.
+fn unplaced(p: &RateLimitPolicy) -> RateLimitPolicy {
+    let mut p = p.clone();
+    p.rate.referenced = Location::UNKNOWN;
+    p.rate.defined = Location::UNKNOWN;
+    p
+}
+
+fn unplaced_redis(r: &RedisStore) -> RedisStore {
+    let mut r = r.clone();
+    r.url.referenced = Location::UNKNOWN;
+    r.url.defined = Location::UNKNOWN;
+    r
+}
+
 /// Builds a policy in memory, or over the shared Redis for `store: redis`.
 fn build_policy(
     name: &str,
@@ -307,7 +323,7 @@ fn build_policy(
         return Ok(Policy::new(settings));
     };
     let redis_settings = RedisSettings {
-        url: r.url.clone(),
+        url: r.url.value.clone(),
         timeout: r.timeout.0,
         breaker_failures: r.breaker_failures,
         breaker_cool_down: r.breaker_cool_down.0,
@@ -332,8 +348,8 @@ fn build_policy(
 
 /// Translates a checked config policy into the defense's terms.
 fn policy_settings(name: &str, p: &RateLimitPolicy) -> PolicySettings {
-    let count = p.rate.count.get();
-    let period = p.rate.period;
+    let count = p.rate.value.count.get();
+    let period = p.rate.value.period;
     let spec = match p.algorithm {
         RateAlgorithm::Gcra => Spec::Gcra {
             count,

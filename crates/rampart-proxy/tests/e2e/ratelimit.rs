@@ -83,8 +83,9 @@ async fn counters_survive_a_reload_that_keeps_the_policy() {
     for _ in 0..3 {
         assert_eq!(http1_get(addr, "/login", &[]).await.status(), 200);
     }
-    let with_route =
-        yaml.clone() + "  - name: extra\n    match: { path: /extra }\n    upstream: up\n";
+    // A new route, and every policy moved two lines down: still the same policies.
+    let with_route = yaml.replace("rate_limits:\n", "# moved\n\nrate_limits:\n")
+        + "  - name: extra\n    match: { path: /extra }\n    upstream: up\n";
     gw.reload(rampart_config::parse(&with_route, Path::new("t.yaml")).unwrap())
         .unwrap();
     assert_eq!(
