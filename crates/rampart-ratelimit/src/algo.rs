@@ -34,8 +34,9 @@ pub enum Outcome {
 
 /// A rate-limiting algorithm: a policy and the per-key state it updates.
 pub trait Algorithm {
-    /// The per-key state. `Default` is the state of a key never seen.
-    type State: Default;
+    /// The per-key state. `Default` is the state of a key never seen; `Clone` lets a store
+    /// answer "what would you decide" without deciding (`MemoryStore::peek`).
+    type State: Default + Clone;
 
     /// Decides for a request of `cost` at `now`, updating `state`. `count_rejected` makes
     /// a refused request use up allowance as an admitted one would (punishing clients

@@ -149,6 +149,7 @@ impl std::fmt::Debug for Policy {
 /// A store with its algorithm erased.
 trait Limiter: Send + Sync {
     fn decide(&self, key: &[u8], now: Nanos, cost: u64, count_rejected: bool) -> Outcome;
+    fn peek(&self, key: &[u8], now: Nanos, cost: u64) -> Outcome;
     fn tracked(&self) -> usize;
 }
 
@@ -159,6 +160,9 @@ where
 {
     fn decide(&self, key: &[u8], now: Nanos, cost: u64, count_rejected: bool) -> Outcome {
         MemoryStore::decide(self, key, now, cost, count_rejected)
+    }
+    fn peek(&self, key: &[u8], now: Nanos, cost: u64) -> Outcome {
+        MemoryStore::peek(self, key, now, cost)
     }
     fn tracked(&self) -> usize {
         self.len()
@@ -433,6 +437,43 @@ impl std::fmt::Debug for RateLimit {
 }
 
 impl RateLimit {
+    /// With several enforcing in-memory policies on the route, a request one of them
+    /// refuses is charged to none of the others (as nginx charges no zone for a refused
+    /// request): each is first asked what it would decide, without deciding. The first
+    /// that would refuse (or has the client banned) then decides for real, so that its
+    /// own `count_rejected` and ban counting apply, and its index and answer are returned.
+    /// Policies in a shared store cannot look without deciding and are charged in order.
+    fn first_refusal(
+        &self,
+        ctx: &RequestContext,
+        head: &Parts,
+        now: Nanos,
+    ) -> Option<(usize, Answer)> {
+        let enforcing =
+            |p: &Policy| !p.shadow && matches!(p.store, Backend::Memory(_)) && p.applies(ctx);
+        if self.policies.iter().filter(|p| enforcing(p)).count() < 2 {
+            return None;
+        }
+        self.policies.iter().enumerate().find_map(|(i, p)| {
+            let Backend::Memory(store) = &p.store else {
+                return None;
+            };
+            if !enforcing(p) {
+                return None;
+            }
+            let client = p.client_label(ctx, head);
+            let banned = p
+                .bans
+                .as_ref()
+                .is_some_and(|b| b.banned(&client, now).is_some());
+            let refuses = matches!(
+                store.peek(client.as_bytes(), now, p.cost),
+                Outcome::Deny { .. }
+            );
+            (banned || refuses).then(|| (i, p.decide_in_memory(store.as_ref(), &client, now)))
+        })
+    }
+
     /// The defense for `policies`, reading time from `clock`; `origin` must be the same for
     /// every route sharing a policy (the proxy passes one per process).
     pub fn new(policies: Vec<Arc<Policy>>, clock: Arc<dyn Clock>, origin: Instant) -> Self {
@@ -486,12 +527,32 @@ impl rampart_core::Defense for RateLimit {
         let mut delay = Duration::ZERO;
         let mut policies: Vec<String> = Vec::new();
         let mut states: Vec<String> = Vec::new();
-        for p in &self.policies {
+        let mut early = self.first_refusal(ctx, head, now);
+        if let Some((i, answer)) = &early
+            && let Some(p) = self.policies.get(*i)
+        {
+            match *answer {
+                Answer::Banned(left) => return Ok(Verdict::Deny(p.refusal("banned", left))),
+                Answer::Decided(Outcome::Deny { retry_after }) => {
+                    return Ok(Verdict::Deny(p.refusal("rate_limited", retry_after)));
+                }
+                // A concurrent request changed the state between the look and the
+                // decision: the policy admitted after all, and the loop goes on.
+                Answer::Decided(_) => {}
+            }
+        }
+        for (i, p) in self.policies.iter().enumerate() {
             if !p.applies(ctx) {
                 continue;
             }
             let client = p.client_label(ctx, head);
             let answer = match &p.store {
+                Backend::Memory(_) if early.as_ref().is_some_and(|(j, _)| *j == i) => {
+                    match early.take() {
+                        Some((_, answer)) => answer,
+                        None => continue,
+                    }
+                }
                 Backend::Memory(store) => p.decide_in_memory(store.as_ref(), &client, now),
                 Backend::Shared(store) => {
                     let d = store.decide(&client, p.cost).await;
@@ -833,5 +894,34 @@ mod tests {
             Err("unreachable".to_string())
         );
         assert_eq!(block_on(policy.lift_ban("ip:192.0.2.1")), Ok(true));
+    }
+
+    #[test]
+    fn a_request_one_policy_refuses_is_charged_to_no_other() {
+        let clock = Arc::new(ManualClock::new());
+        let origin = clock.now();
+        let window = |name: &str, count| {
+            let mut s = settings(Spec::FixedWindow {
+                count,
+                period: Duration::from_secs(60),
+            });
+            s.name = name.into();
+            Arc::new(Policy::new(s))
+        };
+        let (wide, narrow) = (window("wide", 3), window("narrow", 1));
+        let both = RateLimit::new(vec![wide.clone(), narrow], clock.clone(), origin);
+        let wide_only = RateLimit::new(vec![wide], clock, origin);
+        assert!(matches!(run(&both, "192.0.2.1").0, Verdict::Continue));
+        for _ in 0..2 {
+            let (v, _) = run(&both, "192.0.2.1");
+            assert!(
+                matches!(v, Verdict::Deny(ref i) if i.rule_id.as_deref() == Some("narrow")),
+                "{v:?}"
+            );
+        }
+        // `wide` was charged once, not three times: two more pass on its own.
+        assert!(matches!(run(&wide_only, "192.0.2.1").0, Verdict::Continue));
+        assert!(matches!(run(&wide_only, "192.0.2.1").0, Verdict::Continue));
+        assert!(matches!(run(&wide_only, "192.0.2.1").0, Verdict::Deny(_)));
     }
 }

@@ -138,6 +138,25 @@ impl<A: Algorithm> MemoryStore<A> {
         outcome
     }
 
+    /// What [`MemoryStore::decide`] would answer for `key` at `now`, without changing any
+    /// state: a refusal here is a refusal there, barring a concurrent decision in between.
+    pub fn peek(&self, key: &[u8], now: Nanos, cost: u64) -> Outcome {
+        let hash = self.hash(key);
+        let index = (hash as usize) % self.shards.len();
+        let mut state = match self.shards.get(index) {
+            Some(shard) => {
+                let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+                match shard.map.get(&hash) {
+                    Some(s) => s.clone(),
+                    None if shard.map.len() >= self.per_shard => shard.overflow.clone(),
+                    None => A::State::default(),
+                }
+            }
+            None => A::State::default(),
+        };
+        self.algo.decide(&mut state, now, cost, false)
+    }
+
     /// Keys tracked now (for metrics and tests).
     pub fn len(&self) -> usize {
         self.shards
