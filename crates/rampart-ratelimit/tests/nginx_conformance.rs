@@ -1,6 +1,9 @@
 //! The nginx-compatible leaky bucket against real nginx: the same request traces go to an
 //! nginx `limit_req` location and through [`Zones`] (one zone or several), and every
-//! request must get the same verdict from both: passed at once, delayed, or rejected.
+//! request must get the same verdict from both: passed at once, delayed, or rejected. A
+//! second test runs the same traces through the gateway's `RateLimit` defense (the zones
+//! as `leaky_bucket` policies of one route) and requires the model's verdict and delay on
+//! every request, so nginx, the model and the gateway agree.
 //!
 //! nginx runs as one process (`master_process off`) from a temporary directory on a free
 //! port of 127.0.0.1, with one location per configuration under test, each serving a small
@@ -392,6 +395,109 @@ fn traces_are_planned_away_from_boundaries() {
         assert_eq!(verdicts, planned, "trace {}", trace.name);
         if let Some(problem) = model.near_boundary(&trace.reqs, &times) {
             panic!("trace {}: {problem}", trace.name);
+        }
+    }
+}
+
+/// The gateway's own path: each location's zones as `leaky_bucket` policies of one route,
+/// keyed by the same headers, run by the `RateLimit` defense on a manual clock. On every
+/// trace it must decide as the model does (the test above holds the model to nginx): the
+/// same verdict, and for a delayed request the same delay.
+#[test]
+fn the_gateway_defense_decides_as_the_model() {
+    use rampart_core::http_reexport::{HeaderValue, Request, header::HeaderName};
+    use rampart_core::{ClientInfo, Clock, Defense, ManualClock, RequestContext};
+    use rampart_ratelimit::{Audience, KeyPart, Policy, PolicySettings, RateLimit, Spec};
+    use std::sync::Arc;
+
+    for trace in traces() {
+        let location = LOCATIONS.iter().find(|l| l.path == trace.location).unwrap();
+        let policies: Vec<Arc<Policy>> = location
+            .limits
+            .iter()
+            .map(|(name, burst, delay)| {
+                let def = ZONES.iter().find(|z| z.name == *name).unwrap();
+                let header = match def.header {
+                    Header::Key => "x-key",
+                    Header::Key2 => "x-key2",
+                };
+                Arc::new(Policy::new(PolicySettings {
+                    name: (*name).to_string(),
+                    spec: Spec::LeakyBucket {
+                        count: def.count,
+                        per_minute: def.per_minute,
+                        burst: *burst,
+                        delay: match delay {
+                            DelayParam::Absent => 0,
+                            DelayParam::NoDelay => *burst,
+                            DelayParam::Delay(n) => *n,
+                        },
+                    },
+                    key: vec![KeyPart::Header(HeaderName::from_static(header))],
+                    ipv6_prefix: 64,
+                    audience: Audience::All,
+                    cost: 1,
+                    count_rejected: false,
+                    shadow: false,
+                    status: rampart_core::http_reexport::StatusCode::TOO_MANY_REQUESTS,
+                    headers: true,
+                    max_keys: 1000,
+                    ban: None,
+                }))
+            })
+            .collect();
+        let clock = Arc::new(ManualClock::new());
+        let origin = clock.now();
+        let defense = RateLimit::new(policies, clock.clone(), origin);
+        let model = LocationModel::new(trace.location);
+        let times: Vec<u64> = trace
+            .reqs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| T0 + r.at_ms * 1_000_000 + i as u64 * 100_000)
+            .collect();
+        let expected = model.outcomes(&trace.reqs, &times);
+        let mut elapsed = 0;
+        for (n, ((req, t), want)) in trace.reqs.iter().zip(&times).zip(expected).enumerate() {
+            clock.advance(Duration::from_nanos(t - T0 - elapsed));
+            elapsed = t - T0;
+            let mut head = Request::new(()).into_parts().0;
+            head.headers
+                .insert("x-key", HeaderValue::from_static(req.key));
+            head.headers
+                .insert("x-key2", HeaderValue::from_static(req.key2));
+            let ip = std::net::IpAddr::V4(Ipv4Addr::LOCALHOST);
+            let mut ctx = RequestContext::new(
+                "r".into(),
+                ClientInfo {
+                    ip,
+                    peer: SocketAddr::new(ip, 1),
+                    tls: None,
+                },
+            );
+            let got = block_on(defense.request_head(&mut ctx, &mut head)).unwrap();
+            let same = match (&got, want) {
+                (rampart_core::Verdict::Continue, Outcome::Allow { .. }) => true,
+                (rampart_core::Verdict::Delay(d), Outcome::Delay(w)) => *d == w,
+                (rampart_core::Verdict::Deny(_), Outcome::Deny { .. }) => true,
+                _ => false,
+            };
+            assert!(
+                same,
+                "trace {} ({}), request {n}: the gateway answered {got:?}, the model {want:?}",
+                trace.name, trace.location
+            );
+        }
+    }
+}
+
+/// Polls a future that never waits (in-memory policies decide synchronously).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
         }
     }
 }
