@@ -1,17 +1,45 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: Rampart vs nginx vs HAProxy as plain reverse proxies
-# in front of the same upstream, on loopback.
+# Side-by-side benchmark: Rampart vs nginx vs HAProxy as reverse proxies in
+# front of the same upstream, on loopback, plain and (optionally) with a
+# per-client rate limit on the benchmarked route.
 #
 #   bench/side-by-side.sh            # full run with defaults (~7 minutes)
 #   PROXIES="nginx haproxy" bench/side-by-side.sh   # without Rampart
 #   ROUNDS=3 DURATION=10 bench/side-by-side.sh      # quicker, noisier
+#   SCENARIOS="plain limit" bench/side-by-side.sh   # each proxy with and without a limit
 #
 # Layout (needs at least 2 CPUs):
 #   CPU $LOAD_CPU  (default 0): upstream nginx (1 worker) + h2load (1 thread)
 #   CPU $PROXY_CPU (default 1): the proxy under test (1 worker), one at a time
 #
+# Scenarios (SCENARIOS). Each proxy runs once per scenario, as its own process
+# on its own port, and every variant takes part in the same interleaved rounds:
+#   plain   no limit                         variants: rampart, nginx, haproxy
+#   limit   a per-client-IP rate limit on the route, so high that nothing is
+#           refused: the cost of the check   variants: rampart+limit,
+#                                            nginx+limit_req, haproxy+stick-table
+#   refuse  the same limit with a low rate, so almost every request is refused
+#           with a 429: the cost of a refusal
+#                                            variants: rampart+refuse,
+#                                            nginx+refuse, haproxy+refuse
+# The limits: Rampart `rate_limits` keyed by [ip] (algorithm LIMIT_ALGORITHM);
+# nginx `limit_req_zone $binary_remote_addr` + `limit_req burst=B nodelay`;
+# HAProxy a stick table, `track-sc0 src` and `deny if sc_http_req_rate(0) gt RATE`
+# (a 1 s sliding window). h2load sends every request from 127.0.0.1, so each
+# limit sees one client (one hot key). No proxy logs refusals (access and
+# security logs off; nginx's limit_req_log_level below its error_log level).
+#
 # Environment (all optional):
 #   PROXIES       proxies to measure, in round-1 order   ("rampart nginx haproxy")
+#   SCENARIOS     scenarios to measure for each proxy (plain limit refuse)  ("plain")
+#   LIMIT_RATE    limit scenario: requests per second per client     (1000000)
+#   LIMIT_BURST   limit scenario: burst (Rampart burst, nginx burst)  (1000)
+#   REFUSE_RATE   refuse scenario: requests per second per client    (100)
+#   REFUSE_BURST  refuse scenario: burst                              (10)
+#   LIMIT_ALGORITHM  Rampart's algorithm: gcra (Rampart's default) or
+#                 leaky_bucket (nginx's limit_req arithmetic, with nodelay)  (gcra)
+#   LIMIT_HEADERS 1: Rampart sends RateLimit fields on admitted responses
+#                 (its default); 0: `headers: false`                  (1)
 #   ROUNDS        closed-loop rounds, order rotated each round        (5)
 #   DURATION      seconds per closed-loop measurement                 (15)
 #   WARMUP        seconds of unmeasured load before each measurement  (3)
@@ -26,10 +54,14 @@
 #                 out of phase; burst: plain `--rps -D`, where all
 #                 clients fire in the same instant        (staggered)
 #   RAMPART_BIN   Rampart binary to use; when unset, the script runs
-#                 `cargo build --release -p rampart` and uses target/release/rampart
+#                 `nice -n 19 cargo build --release -p rampart` and uses target/release/rampart
+#   RAMPART_COMMIT  the git commit the Rampart binary was built from, for the
+#                 report (default: the repository's HEAD, "-dirty" appended when
+#                 the script builds from a tree with uncommitted changes)
 #   PROXY_CPU / LOAD_CPU   CPU numbers                                (1 / 0)
 #   UPSTREAM_PORT RAMPART_PORT RAMPART_ADMIN_PORT NGINX_PORT HAPROXY_PORT
-#                 (18000 18080 19901 18081 18082)
+#                 (18000 18080 19901 18081 18082); the limit scenario uses
+#                 these ports + 10, the refuse scenario + 20
 #   OUT_DIR       where results go                                   (bench/out)
 #   KEEP_TMP=1    keep the temporary directory (configs, h2load outputs and
 #                 per-request logs) afterwards
@@ -73,6 +105,13 @@ REPO_ROOT="$SBS_REPO_ROOT"
 REPORT_PY="$SBS_SELF_COPY/side_by_side_report.py"
 
 PROXIES="${PROXIES:-rampart nginx haproxy}"
+SCENARIOS="${SCENARIOS:-plain}"
+LIMIT_RATE="${LIMIT_RATE:-1000000}"
+LIMIT_BURST="${LIMIT_BURST:-1000}"
+REFUSE_RATE="${REFUSE_RATE:-100}"
+REFUSE_BURST="${REFUSE_BURST:-10}"
+LIMIT_ALGORITHM="${LIMIT_ALGORITHM:-gcra}"
+LIMIT_HEADERS="${LIMIT_HEADERS:-1}"
 ROUNDS="${ROUNDS:-5}"
 DURATION="${DURATION:-15}"
 WARMUP="${WARMUP:-3}"
@@ -110,15 +149,22 @@ esac
 
 for v in ROUNDS DURATION WARMUP CONNS LAT_ROUNDS LAT_DURATION PROXY_CPU LOAD_CPU \
          UPSTREAM_PORT RAMPART_PORT RAMPART_ADMIN_PORT NGINX_PORT HAPROXY_PORT READY_TIMEOUT \
-         WAIT_IDLE IDLE_BUSY_PCT MAX_ATTEMPTS; do
+         WAIT_IDLE IDLE_BUSY_PCT MAX_ATTEMPTS LIMIT_RATE LIMIT_BURST REFUSE_RATE REFUSE_BURST; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
 done
 (( ROUNDS >= 1 && DURATION >= 1 && CONNS >= 1 && MAX_ATTEMPTS >= 1 )) \
   || die "ROUNDS, DURATION, CONNS and MAX_ATTEMPTS must be >= 1"
+(( LIMIT_RATE >= 1 && REFUSE_RATE >= 1 )) || die "LIMIT_RATE and REFUSE_RATE must be >= 1"
 for p in $PROXIES; do
   case "$p" in rampart|nginx|haproxy) ;; *) die "unknown proxy '$p' in PROXIES" ;; esac
 done
 [[ -n "${PROXIES// /}" ]] || die "PROXIES is empty"
+for sc in $SCENARIOS; do
+  case "$sc" in plain|limit|refuse) ;; *) die "unknown scenario '$sc' in SCENARIOS (plain, limit, refuse)" ;; esac
+done
+[[ -n "${SCENARIOS// /}" ]] || die "SCENARIOS is empty"
+case "$LIMIT_ALGORITHM" in gcra|leaky_bucket) ;; *) die "LIMIT_ALGORITHM must be gcra or leaky_bucket" ;; esac
+case "$LIMIT_HEADERS" in 0|1) ;; *) die "LIMIT_HEADERS must be 0 or 1" ;; esac
 case "$LAT_MODE" in staggered|burst) ;; *) die "LAT_MODE must be staggered or burst" ;; esac
 
 # ---------------------------------------------------------------- prerequisites
@@ -152,9 +198,15 @@ CLK_TCK="$(getconf CLK_TCK)"
 
 if [[ " $PROXIES " == *" rampart "* ]]; then
   if [[ -z "${RAMPART_BIN:-}" ]]; then
-    log "building Rampart: cargo build --release -p rampart"
-    (cd "$REPO_ROOT" && cargo build --release -p rampart) || die "cargo build --release -p rampart failed"
+    log "building Rampart: nice -n 19 cargo build --release -p rampart"
+    (cd "$REPO_ROOT" && nice -n 19 cargo build --release -p rampart) \
+      || die "cargo build --release -p rampart failed"
     RAMPART_BIN="$REPO_ROOT/target/release/rampart"
+    if [[ -z "${RAMPART_COMMIT:-}" ]] \
+       && [[ -n "$(cd "$REPO_ROOT" && git status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
+      RAMPART_COMMIT="$(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)-dirty"
+      log "WARNING: the working tree has uncommitted changes; the binary is labelled $RAMPART_COMMIT"
+    fi
   fi
   [[ -x "$RAMPART_BIN" ]] || die "Rampart binary '$RAMPART_BIN' is missing or not executable"
 fi
@@ -163,7 +215,50 @@ port_in_use() {
   # true if something accepts connections on 127.0.0.1:$1
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
-for port in "$UPSTREAM_PORT" "$RAMPART_PORT" "$RAMPART_ADMIN_PORT" "$NGINX_PORT" "$HAPROXY_PORT"; do
+
+# ---------------------------------------------------------------- variants
+# A variant is one proxy in one scenario: its own process, port and config.
+declare -A V_PROXY=() V_SCENARIO=() V_PORT=() V_ADMIN_PORT=()
+VARIANT_LIST=()
+scenario_index() {
+  case "$1" in plain) echo 0 ;; limit) echo 1 ;; refuse) echo 2 ;; esac
+}
+variant_name() {
+  # variant_name PROXY SCENARIO
+  case "$2" in
+    plain) echo "$1" ;;
+    limit) case "$1" in rampart) echo rampart+limit ;; nginx) echo nginx+limit_req ;;
+                        haproxy) echo haproxy+stick-table ;; esac ;;
+    refuse) echo "$1+refuse" ;;
+  esac
+}
+for p in $PROXIES; do
+  for sc in $SCENARIOS; do
+    v="$(variant_name "$p" "$sc")"
+    [[ -z "${V_PROXY[$v]:-}" ]] || die "'$p' or '$sc' is listed twice"
+    VARIANT_LIST+=("$v")
+    V_PROXY[$v]="$p"
+    V_SCENARIO[$v]="$sc"
+    case "$p" in
+      rampart) base="$RAMPART_PORT" ;;
+      nginx) base="$NGINX_PORT" ;;
+      haproxy) base="$HAPROXY_PORT" ;;
+    esac
+    V_PORT[$v]=$(( base + 10 * $(scenario_index "$sc") ))
+    V_ADMIN_PORT[$v]=$(( RAMPART_ADMIN_PORT + 10 * $(scenario_index "$sc") ))
+  done
+done
+
+check_ports=("$UPSTREAM_PORT")
+for v in "${VARIANT_LIST[@]}"; do
+  check_ports+=("${V_PORT[$v]}")
+  [[ "${V_PROXY[$v]}" == rampart ]] && check_ports+=("${V_ADMIN_PORT[$v]}")
+done
+declare -A port_seen=()
+for port in "${check_ports[@]}"; do
+  (( port >= 1 && port <= 65535 )) || die "port $port is out of range"
+  [[ -z "${port_seen[$port]:-}" ]] || die "port $port is used twice (check the *_PORT variables)"
+  port_seen[$port]=1
   port_in_use "$port" && die "port 127.0.0.1:$port is already in use (override with *_PORT variables)"
 done
 
@@ -248,12 +343,12 @@ wait_http_200() {
   # wait_http_200 URL PID NAME
   local url="$1" pid="$2" name="$3" deadline=$((SECONDS + READY_TIMEOUT)) code
   while ((SECONDS < deadline)); do
-    kill -0 "$pid" 2>/dev/null || die "$name exited during startup (see $WORK/$name.*)"
+    kill -0 "$pid" 2>/dev/null || die "$name exited during startup (see $WORK/$name.out or $WORK/$name/)"
     code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)"
     [[ "$code" == 200 ]] && return 0
     sleep 0.2
   done
-  die "$name not ready at $url after ${READY_TIMEOUT}s (see $WORK/$name.*)"
+  die "$name not ready at $url after ${READY_TIMEOUT}s (see $WORK/$name.out or $WORK/$name/)"
 }
 
 # ---------------------------------------------------------------- upstream
@@ -309,20 +404,40 @@ start_upstream() {
 }
 
 # ---------------------------------------------------------------- proxies
+limit_rate() {
+  # limit_rate SCENARIO: "RATE BURST" (requests per second per client, burst)
+  case "$1" in
+    limit) echo "$LIMIT_RATE $LIMIT_BURST" ;;
+    refuse) echo "$REFUSE_RATE $REFUSE_BURST" ;;
+  esac
+}
+
 write_nginx_proxy_conf() {
-  mkdir -p "$WORK/nginx/tmp" "$WORK/nginx/logs"
-  cat >"$WORK/nginx/nginx.conf" <<EOF
+  # write_nginx_proxy_conf VARIANT
+  local v="$1" d="$WORK/$1" zone="" limit="" rate burst
+  if [[ "${V_SCENARIO[$v]}" != plain ]]; then
+    read -r rate burst <<<"$(limit_rate "${V_SCENARIO[$v]}")"
+    zone="    limit_req_zone \$binary_remote_addr zone=bench:10m rate=${rate}r/s;"
+    # refusals are logged at info, below error_log's level: not written, as
+    # the other proxies do not log them either
+    limit="            limit_req zone=bench burst=$burst nodelay;
+            limit_req_status 429;
+            limit_req_log_level info;"
+  fi
+  mkdir -p "$d/tmp" "$d/logs"
+  cat >"$d/nginx.conf" <<EOF
 daemon off;
 master_process on;
 worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
+pid $d/nginx.pid;
+error_log $d/logs/error.log warn;
 events { worker_connections 4096; }
 http {
     access_log off;
-$(nginx_temp_paths "$WORK/nginx")
+$(nginx_temp_paths "$d")
     keepalive_timeout 120s;
     keepalive_requests 100000000;
+$zone
     upstream backend {
         server 127.0.0.1:$UPSTREAM_PORT;
         keepalive 64;
@@ -330,8 +445,9 @@ $(nginx_temp_paths "$WORK/nginx")
         keepalive_timeout 120s;
     }
     server {
-        listen 127.0.0.1:$NGINX_PORT backlog=4096;
+        listen 127.0.0.1:${V_PORT[$v]} backlog=4096;
         location / {
+$limit
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -342,8 +458,18 @@ EOF
 }
 
 write_haproxy_conf() {
-  mkdir -p "$WORK/haproxy"
-  cat >"$WORK/haproxy/haproxy.cfg" <<EOF
+  # write_haproxy_conf VARIANT
+  local v="$1" d="$WORK/$1" limit="" rate burst
+  if [[ "${V_SCENARIO[$v]}" != plain ]]; then
+    # http_req_rate(1s) counts requests in a sliding 1 s window (refused ones
+    # too); HAProxy has no burst setting, the window is its burst
+    read -r rate burst <<<"$(limit_rate "${V_SCENARIO[$v]}")"
+    limit="    stick-table type ip size 1m expire 10s store http_req_rate(1s)
+    http-request track-sc0 src
+    http-request deny deny_status 429 if { sc_http_req_rate(0) gt $rate }"
+  fi
+  mkdir -p "$d"
+  cat >"$d/haproxy.cfg" <<EOF
 global
     nbthread 1
     maxconn 4000
@@ -357,7 +483,8 @@ defaults
     option http-keep-alive
 
 frontend public
-    bind 127.0.0.1:$HAPROXY_PORT
+    bind 127.0.0.1:${V_PORT[$v]}
+$limit
     default_backend backend
 
 backend backend
@@ -367,75 +494,130 @@ EOF
 }
 
 write_rampart_conf() {
-  mkdir -p "$WORK/rampart"
-  cat >"$WORK/rampart/rampart.yaml" <<EOF
+  # write_rampart_conf VARIANT
+  local v="$1" d="$WORK/$1" policy="" use="" rate burst
+  if [[ "${V_SCENARIO[$v]}" != plain ]]; then
+    read -r rate burst <<<"$(limit_rate "${V_SCENARIO[$v]}")"
+    policy="rate_limits:
+  bench:
+    algorithm: $LIMIT_ALGORITHM
+    rate: ${rate}r/s
+    burst: $burst
+    key: [ip]"
+    if [[ "$LIMIT_ALGORITHM" == leaky_bucket ]]; then
+      policy+=$'\n    nodelay: true'
+    fi
+    if [[ "$LIMIT_HEADERS" == 0 ]]; then
+      policy+=$'\n    headers: false'
+    fi
+    use="    rate_limit: [bench]"
+  fi
+  mkdir -p "$d"
+  cat >"$d/rampart.yaml" <<EOF
 listeners:
   - name: public
-    bind: "127.0.0.1:$RAMPART_PORT"
+    bind: "127.0.0.1:${V_PORT[$v]}"
 admin:
-  bind: "127.0.0.1:$RAMPART_ADMIN_PORT"
+  bind: "127.0.0.1:${V_ADMIN_PORT[$v]}"
 access_log:
   output: "off"
 upstreams:
   backend:
     targets: ["127.0.0.1:$UPSTREAM_PORT"]
+$policy
 routes:
   - name: all
     match:
       prefix: /
     upstream: backend
+$use
 EOF
+  "$RAMPART_BIN" validate --config "$d/rampart.yaml" >"$d/validate.out" 2>&1 \
+    || die "rampart validate failed for $v: $(cat "$d/validate.out")"
 }
 
-proxy_port() {
-  case "$1" in
-    rampart) echo "$RAMPART_PORT" ;;
-    nginx) echo "$NGINX_PORT" ;;
-    haproxy) echo "$HAPROXY_PORT" ;;
+declare -A V_CLOSES_ON_REFUSAL=()
+check_limit() {
+  # check_limit VARIANT: the limit must admit (limit scenario) or refuse
+  # (refuse scenario) as intended; 2000 quick requests on 10 connections
+  local v="$1" url="http://127.0.0.1:${V_PORT[$1]}$URL_PATH" out="$WORK/$1/check.txt"
+  local ok2 bad4 conns
+  try_h2load "$out" --h1 -c 10 -t 1 -n 2000 "$url" || die "h2load check of $v failed: $(tail -5 "$out")"
+  read -r ok2 bad4 <<<"$(awk '/^status codes:/ { print $3, $7; exit }' "$out")"
+  [[ -n "$ok2" && -n "$bad4" ]] || die "cannot read h2load's status codes in $out"
+  case "${V_SCENARIO[$v]}" in
+    limit)
+      (( ok2 == 2000 )) || die "$v refused or failed requests below its limit (2xx: $ok2 of 2000, 4xx: $bad4)" ;;
+    refuse)
+      (( bad4 >= 1000 )) || die "$v did not refuse most of 2000 quick requests (4xx: $bad4, 2xx: $ok2)"
+      # 20 requests in a row on one curl (one connection if the proxy keeps
+      # it): "status:new-connections" each. A refusal must be a 429, and the
+      # request after it should reuse the connection; if not, each refused
+      # request also pays for a new connection
+      local args=() i
+      for ((i = 0; i < 20; i++)); do args+=(-o /dev/null "$url"); done
+      conns="$(curl -s --max-time 5 -w '%{http_code}:%{num_connects} ' "${args[@]}" || true)"
+      [[ "$conns" == *"429:"* ]] || die "$v refused no request of 20 after a burst with a 429: $conns"
+      if awk -v s="$conns" 'BEGIN { n = split(s, a, " "); for (i = 2; i <= n; i++) {
+             split(a[i - 1], p, ":"); split(a[i], q, ":");
+             if (p[1] == "429" && q[2] != "0") exit 0 } exit 1 }'; then
+        log "WARNING: $v closes the connection after a refusal ($conns)"
+        V_CLOSES_ON_REFUSAL[$v]=1
+      fi ;;
   esac
+  log "$v: $ok2 2xx and $bad4 4xx answers to 2000 quick requests"
 }
 
 start_proxy() {
-  local name="$1" pid
+  # start_proxy VARIANT
+  local v="$1" name="${V_PROXY[$1]}" d="$WORK/$1" pid port="${V_PORT[$1]}"
   case "$name" in
     nginx)
-      write_nginx_proxy_conf
-      taskset -c "$PROXY_CPU" "$NGINX_BIN" -p "$WORK/nginx" -e "$WORK/nginx/logs/error.log" \
-        -c "$WORK/nginx/nginx.conf" >"$WORK/nginx.out" 2>&1 &
+      write_nginx_proxy_conf "$v"
+      "$NGINX_BIN" -t -q -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf" >"$d/nginx.check" 2>&1 \
+        || die "nginx config check failed for $v: $(cat "$d/nginx.check")"
+      taskset -c "$PROXY_CPU" "$NGINX_BIN" -p "$d" -e "$d/logs/error.log" \
+        -c "$d/nginx.conf" >"$d/nginx.out" 2>&1 &
       pid=$!
       ;;
     haproxy)
-      write_haproxy_conf
-      "$HAPROXY_BIN" -c -q -f "$WORK/haproxy/haproxy.cfg" >"$WORK/haproxy.check" 2>&1 \
-        || die "haproxy config check failed: $(cat "$WORK/haproxy.check")"
-      taskset -c "$PROXY_CPU" "$HAPROXY_BIN" -db -f "$WORK/haproxy/haproxy.cfg" \
-        >"$WORK/haproxy.out" 2>&1 &
+      write_haproxy_conf "$v"
+      "$HAPROXY_BIN" -c -q -f "$d/haproxy.cfg" >"$d/haproxy.check" 2>&1 \
+        || die "haproxy config check failed for $v: $(cat "$d/haproxy.check")"
+      taskset -c "$PROXY_CPU" "$HAPROXY_BIN" -db -f "$d/haproxy.cfg" \
+        >"$d/haproxy.out" 2>&1 &
       pid=$!
       ;;
     rampart)
-      write_rampart_conf
-      taskset -c "$PROXY_CPU" "$RAMPART_BIN" run --config "$WORK/rampart/rampart.yaml" --workers 1 \
-        >"$WORK/rampart.out" 2>&1 &
+      write_rampart_conf "$v"
+      taskset -c "$PROXY_CPU" "$RAMPART_BIN" run --config "$d/rampart.yaml" --workers 1 \
+        >"$d/rampart.out" 2>&1 &
       pid=$!
       ;;
   esac
   STARTED_PIDS+=("$pid")
-  PID_OF[$name]=$pid
+  PID_OF[$v]=$pid
   if [[ "$name" == rampart ]]; then
-    wait_http_200 "http://127.0.0.1:$RAMPART_ADMIN_PORT/readyz" "$pid" rampart
+    wait_http_200 "http://127.0.0.1:${V_ADMIN_PORT[$v]}/readyz" "$pid" "$v"
   fi
-  wait_http_200 "http://127.0.0.1:$(proxy_port "$name")$URL_PATH" "$pid" "$name"
+  wait_http_200 "http://127.0.0.1:$port$URL_PATH" "$pid" "$v"
   # the proxied body must be the upstream's file, byte for byte
-  curl -s --max-time 5 "http://127.0.0.1:$(proxy_port "$name")$URL_PATH" >"$WORK/$name.body"
-  cmp -s "$WORK/$name.body" "$WORK/upstream/html/api/item.json" \
-    || die "$name returned a different body than the upstream file"
+  curl -s --max-time 5 "http://127.0.0.1:$port$URL_PATH" >"$d/body"
+  cmp -s "$d/body" "$WORK/upstream/html/api/item.json" \
+    || die "$v returned a different body than the upstream file"
+  if [[ "$name" == rampart && "${V_SCENARIO[$v]}" != plain && "$LIMIT_HEADERS" == 1 ]]; then
+    curl -s -D - -o /dev/null --max-time 5 "http://127.0.0.1:$port$URL_PATH" >"$d/headers"
+    grep -qi '^ratelimit-policy:' "$d/headers" \
+      || die "$v: no RateLimit-Policy field on an admitted response (is the limit applied?)"
+  fi
   # every process of the proxy must be on PROXY_CPU only
   local p aff
   for p in $(descendants "$pid"); do
     aff="$(taskset -cp "$p" 2>/dev/null | awk -F': ' '{print $2}')"
-    [[ "$aff" == "$PROXY_CPU" ]] || die "$name process $p has CPU affinity '$aff', expected $PROXY_CPU"
+    [[ "$aff" == "$PROXY_CPU" ]] || die "$v process $p has CPU affinity '$aff', expected $PROXY_CPU"
   done
-  log "$name ready (pid $pid, $(descendants "$pid" | wc -l) process(es))"
+  [[ "${V_SCENARIO[$v]}" == plain ]] || check_limit "$v"
+  log "$v ready (pid $pid, port $port, $(descendants "$pid" | wc -l) process(es))"
 }
 
 # ---------------------------------------------------------------- measuring
@@ -463,12 +645,11 @@ snapshot() {
 }
 
 measure_once() {
-  # measure_once KIND PROXY ROUND ORDER ATTEMPT [RPS_PER_CLIENT TARGET_TOTAL]
+  # measure_once KIND VARIANT ROUND ORDER ATTEMPT [RPS_PER_CLIENT TARGET_TOTAL]
   # returns 3 if other processes used more than MAX_FOREIGN of a CPU meanwhile
   local kind="$1" name="$2" round="$3" order="$4" attempt="$5" rps_client="${6:-}" target="${7:-}"
-  local port url pid base mode="" s0 s1
-  port="$(proxy_port "$name")"
-  url="http://127.0.0.1:$port$URL_PATH"
+  local url pid base mode="" s0 s1
+  url="http://127.0.0.1:${V_PORT[$name]}$URL_PATH"
   pid="${PID_OF[$name]}"
   kill -0 "$pid" 2>/dev/null || die "$name (pid $pid) is no longer running"
   base="$WORK/$kind-$name-r$round-a$attempt"
@@ -506,7 +687,7 @@ measure_once() {
   read -r -a a <<<"$s0"; read -r -a b <<<"$s1"
   [[ "$kind" == open ]] && extra=(--log-file "$base.log" --target-rps "$target" --lat-mode "$mode")
   python3 "$REPORT_PY" record --jsonl "$SAMPLES" --kind "$kind" --proxy "$name" \
-    --round "$round" --order "$order" --attempt "$attempt" --h2load-out "$base.txt" \
+    --scenario "${V_SCENARIO[$name]}" --round "$round" --order "$order" --attempt "$attempt" --h2load-out "$base.txt" \
     --clk-tck "$CLK_TCK" --cpu-before "${a[0]}" --cpu-after "${b[0]}" \
     --cpu1-busy-before "${a[1]}" --cpu1-busy-after "${b[1]}" \
     --cpu0-busy-before "${a[2]}" --cpu0-busy-after "${b[2]}" \
@@ -519,7 +700,7 @@ measure_once() {
 }
 
 measure() {
-  # measure KIND PROXY ROUND ORDER [RPS_PER_CLIENT TARGET_TOTAL]
+  # measure KIND VARIANT ROUND ORDER [RPS_PER_CLIENT TARGET_TOTAL]
   # repeats a measurement that other processes disturbed, up to MAX_ATTEMPTS
   local attempt rc
   for ((attempt = 1; attempt <= MAX_ATTEMPTS; attempt++)); do
@@ -565,7 +746,7 @@ NGINX_VERSION="$("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')"
 HAPROXY_VERSION="$("$HAPROXY_BIN" -v 2>&1 | awk 'NR == 1 { print "HAProxy " $3 }')"
 H2LOAD_VERSION="$(h2load --version 2>&1 | awk 'NR == 1')"
 RAMPART_VERSION=""
-RAMPART_COMMIT="$(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo uncommitted)"
+RAMPART_COMMIT="${RAMPART_COMMIT:-$(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo uncommitted)}"
 if [[ " $PROXIES " == *" rampart "* ]]; then
   RAMPART_VERSION="$("$RAMPART_BIN" --version 2>/dev/null | awk 'NR == 1' || true)"
   RAMPART_VERSION="${RAMPART_VERSION:-rampart} (git $RAMPART_COMMIT)"
@@ -596,9 +777,9 @@ if awk -v b="$PREFLIGHT_BUSY" 'BEGIN { exit !(b > 10) }'; then
   log "WARNING: the machine is ${PREFLIGHT_BUSY}% busy before the benchmark; figures may be disturbed"
 fi
 
-read -r -a PROXY_LIST <<<"$PROXIES"
+PROXY_LIST=("${VARIANT_LIST[@]}")
 est=$(( ROUNDS * ${#PROXY_LIST[@]} * (DURATION + WARMUP + 1) + LAT_ROUNDS * ${#PROXY_LIST[@]} * (LAT_DURATION + WARMUP + 1) ))
-log "proxies: ${PROXY_LIST[*]}; $ROUNDS closed-loop rounds of ${DURATION}s, $LAT_ROUNDS open-loop rounds of ${LAT_DURATION}s; about $((est / 60)) min $((est % 60)) s"
+log "variants: ${PROXY_LIST[*]}; $ROUNDS closed-loop rounds of ${DURATION}s, $LAT_ROUNDS open-loop rounds of ${LAT_DURATION}s; about $((est / 60)) min $((est % 60)) s"
 
 # ---------------------------------------------------------------- run
 start_upstream
@@ -647,18 +828,30 @@ fi
 # ---------------------------------------------------------------- report
 export TS NCPU CPU_MODEL KERNEL NGINX_VERSION HAPROXY_VERSION H2LOAD_VERSION RAMPART_VERSION \
   PREFLIGHT_BUSY ROUNDS DURATION WARMUP CONNS LAT_ROUNDS LAT_DURATION LAT_FRACTION LAT_MODE \
-  PROXY_CPU LOAD_CPU BODY_BYTES MAX_FOREIGN MAX_STEAL MAX_ATTEMPTS URL_PATH WORK
+  PROXY_CPU LOAD_CPU BODY_BYTES MAX_FOREIGN MAX_STEAL MAX_ATTEMPTS URL_PATH WORK \
+  SCENARIOS LIMIT_RATE LIMIT_BURST REFUSE_RATE REFUSE_BURST LIMIT_ALGORITHM LIMIT_HEADERS
+variants_tsv="$WORK/variants.tsv"
+: >"$variants_tsv"
+for v in "${PROXY_LIST[@]}"; do
+  printf '%s\t%s\t%s\t%s\n' "$v" "${V_PROXY[$v]}" "${V_SCENARIO[$v]}" \
+    "${V_CLOSES_ON_REFUSAL[$v]:-0}" >>"$variants_tsv"
+done
 export PROXY_NAMES="${PROXY_LIST[*]}" LAT_REQUESTS=$(( rps_client * CONNS * LAT_DURATION )) \
   LAT_RPS_CLIENT="$rps_client" LAT_TARGET_TOTAL="$target_total"
 python3 - "$WORK/meta.json" <<'EOF'
 import json, os, sys
 e = os.environ
 proxies = e["PROXY_NAMES"].split()
-def conf(name, path):
-    return open(os.path.join(e["WORK"], path)).read() if name in proxies else None
+variants = {}
+for line in open(os.path.join(e["WORK"], "variants.tsv")):
+    v, proxy, scenario, closes = line.rstrip("\n").split("\t")
+    variants[v] = {"proxy": proxy, "scenario": scenario,
+                   "closes_on_refusal": closes == "1"}
+conf_file = {"rampart": "rampart.yaml", "nginx": "nginx.conf", "haproxy": "haproxy.cfg"}
 meta = {
     "timestamp": e["TS"],
     "proxies": proxies,
+    "variants": variants,
     "machine": {"nproc": int(e["NCPU"]), "cpu_model": e["CPU_MODEL"], "kernel": e["KERNEL"]},
     "versions": {"nginx": e["NGINX_VERSION"], "haproxy": e["HAPROXY_VERSION"],
                  "h2load": e["H2LOAD_VERSION"], "rampart": e["RAMPART_VERSION"]},
@@ -676,13 +869,17 @@ meta = {
         "max_foreign": float(e["MAX_FOREIGN"]), "max_steal": float(e["MAX_STEAL"]),
         "max_attempts": int(e["MAX_ATTEMPTS"]),
         "url_path": e["URL_PATH"],
+        "scenarios": e["SCENARIOS"].split(),
+        "limit_rate": int(e["LIMIT_RATE"]), "limit_burst": int(e["LIMIT_BURST"]),
+        "refuse_rate": int(e["REFUSE_RATE"]), "refuse_burst": int(e["REFUSE_BURST"]),
+        "limit_algorithm": e["LIMIT_ALGORITHM"],
+        "limit_headers": e["LIMIT_HEADERS"] == "1",
     },
-    "configs": {
-        "nginx": conf("nginx", "nginx/nginx.conf"),
-        "haproxy": conf("haproxy", "haproxy/haproxy.cfg"),
-        "rampart": conf("rampart", "rampart/rampart.yaml"),
-        "upstream": open(os.path.join(e["WORK"], "upstream/nginx.conf")).read(),
-    },
+    "configs": dict(
+        {v: open(os.path.join(e["WORK"], v, conf_file[d["proxy"]])).read()
+         for v, d in variants.items()},
+        upstream=open(os.path.join(e["WORK"], "upstream/nginx.conf")).read(),
+    ),
 }
 json.dump(meta, open(sys.argv[1], "w"), indent=2)
 EOF

@@ -42,6 +42,11 @@ def parse_h2load(path):
         out["status"] = {
             k: int(v) for k, v in zip(["2xx", "3xx", "4xx", "5xx"], m.groups())
         }
+    m = re.search(
+        r"traffic: \S+ \((\d+)\) total, \S+ \((\d+)\) headers .*?, \S+ \((\d+)\) data", text
+    )
+    if m:
+        out["traffic_bytes"] = dict(zip(["total", "headers", "data"], map(int, m.groups())))
     m = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", text)
     if m:
         out["h2load_time_for_request"] = dict(
@@ -58,8 +63,10 @@ def percentile(sorted_vals, p):
     return sorted_vals[rank - 1]
 
 
-def latency_summary(path):
-    """Latency samples from h2load --log-file (start_us, status, duration_us)."""
+def latency_summary(path, accept_4xx=False):
+    """Latency samples from h2load --log-file (start_us, status, duration_us).
+    Only 2xx answers count, and 4xx ones too with accept_4xx (the refuse
+    scenario, where a refusal is the answer being measured)."""
     vals = []
     bad = 0
     first_start = None
@@ -75,7 +82,7 @@ def latency_summary(path):
                 dur = int(parts[2])
             except ValueError:
                 continue
-            if not 200 <= status < 300:
+            if not (200 <= status < 300 or (accept_4xx and 400 <= status < 500)):
                 bad += 1
                 continue
             vals.append(dur)
@@ -142,12 +149,23 @@ def cmd_record(a):
     rec = {
         "kind": a.kind,
         "proxy": a.proxy,
+        "scenario": a.scenario,
         "round": a.round,
         "order_in_round": a.order,
     }
     h = parse_h2load(a.h2load_out)
     rec.update(h)
-    ok = h["requests"]["succeeded"]
+    st = h.get("status", {})
+    refusing = a.scenario == "refuse"
+    # the requests a figure is per: answered ones (h2load counts only 2xx and
+    # 3xx as succeeded); in the refuse scenario a 4xx refusal is an answer
+    if refusing:
+        ok = st.get("2xx", 0) + st.get("3xx", 0) + st.get("4xx", 0)
+    else:
+        ok = h["requests"]["succeeded"]
+    rec["answered"] = ok
+    answers = sum(st.values())
+    rec["refused_share"] = (st.get("4xx", 0) / answers) if answers else None
     ticks = a.cpu_after - a.cpu_before
     cpu_s = ticks / a.clk_tck
     rec["proxy_cpu_s"] = cpu_s
@@ -189,35 +207,45 @@ def cmd_record(a):
     else:
         rec["target_rps_total"] = a.target_rps
         rec["lat_mode"] = a.lat_mode
-        rec["latency"] = latency_summary(a.log_file)
+        rec["latency"] = latency_summary(a.log_file, accept_4xx=refusing)
     with open(a.jsonl, "a", encoding="utf-8") as f:
         f.write(json.dumps(rec) + "\n")
     # one line for the console
     if a.kind == "closed":
         print(
-            f"    {a.proxy:8s} {rec['rps']:10.0f} req/s  "
+            f"    {a.proxy:20s} {rec['rps']:10.0f} req/s  "
             f"{rec['cpu_us_per_req'] or 0:7.2f} CPU us/req  "
             f"proxy CPU {100 * (rec['proxy_cpu_util'] or 0):5.1f}%  "
             f"failed={h['requests']['failed'] + h['requests']['errored']}"
+            + (f"  2xx={st.get('2xx', 0)} 4xx={st.get('4xx', 0)}" if a.scenario != "plain" else "")
         )
     else:
         lat = rec["latency"]
         print(
-            f"    {a.proxy:8s} p50={fmt_us(lat['p50_us'])} p90={fmt_us(lat['p90_us'])} "
+            f"    {a.proxy:20s} p50={fmt_us(lat['p50_us'])} p90={fmt_us(lat['p90_us'])} "
             f"p99={fmt_us(lat['p99_us'])} samples={lat['samples']} "
             f"achieved={lat['achieved_rps'] or 0:.0f} req/s"
         )
     if rec["disturbed"]:
         print(f"    ({a.proxy}: during this run {'; '.join(reasons)})", file=sys.stderr)
-    bad = h["requests"]["failed"] + h["requests"]["errored"] + h["requests"]["timeout"]
-    st = h.get("status", {})
-    non2xx = st.get("3xx", 0) + st.get("4xx", 0) + st.get("5xx", 0)
-    if bad or non2xx or ok == 0:
-        print(
-            f"    WARNING: {a.proxy}: {bad} failed/errored/timed-out, "
-            f"{non2xx} non-2xx, {ok} succeeded",
-            file=sys.stderr,
-        )
+    if refusing:
+        bad = h["requests"]["errored"] + h["requests"]["timeout"]
+        refused = st.get("4xx", 0)
+        if bad or st.get("5xx", 0) or ok == 0 or refused < 0.9 * ok:
+            print(
+                f"    WARNING: {a.proxy}: {bad} errored/timed-out, {st.get('5xx', 0)} 5xx, "
+                f"{refused} of {ok} answers refused (expected almost all)",
+                file=sys.stderr,
+            )
+    else:
+        bad = h["requests"]["failed"] + h["requests"]["errored"] + h["requests"]["timeout"]
+        non2xx = st.get("3xx", 0) + st.get("4xx", 0) + st.get("5xx", 0)
+        if bad or non2xx or ok == 0:
+            print(
+                f"    WARNING: {a.proxy}: {bad} failed/errored/timed-out, "
+                f"{non2xx} non-2xx, {ok} succeeded",
+                file=sys.stderr,
+            )
     if rec["disturbed"]:
         sys.exit(3)
 
@@ -268,14 +296,106 @@ def fmt_num(v, nd=0):
     return "n/a" if v is None else f"{v:,.{nd}f}"
 
 
+def limits_line(c, scenarios):
+    """The Markdown bullet that says what the limit scenarios configure."""
+    alg = c.get("limit_algorithm", "gcra")
+    rampart = f"Rampart `rate_limits` `algorithm: {alg}`" + (
+        ", `nodelay: true`" if alg == "leaky_bucket" else ""
+    ) + ", `key: [ip]`" + (
+        " (RateLimit fields on admitted responses, its default)"
+        if c.get("limit_headers", True)
+        else ", `headers: false`"
+    )
+    parts = []
+    if "limit" in scenarios:
+        parts.append(
+            f"the limit scenario allows {c['limit_rate']:,} req/s per client, burst "
+            f"{c['limit_burst']:,}, so nothing is refused (the cost of the check)"
+        )
+    if "refuse" in scenarios:
+        parts.append(
+            f"the refuse scenario allows {c['refuse_rate']:,} req/s per client, burst "
+            f"{c['refuse_burst']:,}, so almost every request is refused with a 429 "
+            f"(the cost of a refusal)"
+        )
+    return (
+        f"- Limits on the route, keyed by client address: {'; '.join(parts)}. {rampart}; "
+        f"nginx `limit_req_zone $binary_remote_addr ... rate=Nr/s` + `limit_req burst=B "
+        f"nodelay`, `limit_req_status 429`; HAProxy `stick-table type ip ... store "
+        f"http_req_rate(1s)`, `http-request track-sc0 src`, `http-request deny deny_status 429 "
+        f"if {{ sc_http_req_rate(0) gt N }}`. h2load sends from 127.0.0.1 only, so each "
+        f"limit sees one client (one hot key); no proxy logs refusals"
+    )
+
+
+def fmt_range(sp, nd=2, suffix=""):
+    if sp["median"] is None:
+        return "n/a"
+    return (
+        f"{sp['median']:+.{nd}f}{suffix} ({sp['min']:+.{nd}f} to {sp['max']:+.{nd}f})"
+        if suffix == " µs"
+        else f"{sp['median']:.{nd}f}{suffix} ({sp['min']:.{nd}f}–{sp['max']:.{nd}f})"
+    )
+
+
+def ratio_tables(ratios, limit_cost, nrounds):
+    """Markdown: per-round throughput ratios, and what each limit costs its proxy."""
+    lines = []
+    cols = " | ".join(f"round {i}" for i in range(1, nrounds + 1))
+    lines.append("Per-round throughput ratios (closed loop):")
+    lines.append("")
+    lines.append(f"| ratio | {cols} | median |")
+    lines.append("|---|" + "---|" * (nrounds + 1))
+    rows = [(name, dict(zip(r["rounds"], r["per_round"])), r["median"]) for name, r in ratios.items()]
+    rows += [
+        (
+            name.replace(" vs ", "/"),
+            dict(zip(c["rounds"], c["throughput_ratio_per_round"])),
+            c["throughput_ratio"]["median"],
+        )
+        for name, c in limit_cost.items()
+    ]
+    for name, per, med in rows:
+        lines.append(
+            f"| {name} | "
+            + " | ".join("n/a" if per.get(i) is None else f"{per[i]:.2f}" for i in range(1, nrounds + 1))
+            + f" | **{'n/a' if med is None else f'{med:.2f}'}** |"
+        )
+    lines.append("")
+    if limit_cost:
+        lines.append(
+            "What the limit costs each proxy (the limited variant against the same proxy "
+            "without a limit, round by round; median and range over rounds):"
+        )
+        lines.append("")
+        lines.append(
+            "| variant | vs | extra CPU µs/req (process) | per round "
+            "| extra CPU µs/req (whole proxy CPU) | throughput ratio |"
+        )
+        lines.append("|---|---|---|---|---|---|")
+        for name, c in limit_cost.items():
+            per = ", ".join(
+                "n/a" if x is None else f"{x:+.2f}" for x in c["extra_cpu_us_per_req_per_round"]
+            )
+            lines.append(
+                f"| {c['variant']} | {c['plain']} | {fmt_range(c['extra_cpu_us_per_req'], 2, ' µs')} "
+                f"| {per} | {fmt_range(c['extra_cpu_busy_us_per_req'], 2, ' µs')} "
+                f"| {fmt_range(c['throughput_ratio'], 2, '×')} |"
+            )
+        lines.append("")
+    return lines
+
+
 def cmd_report(a):
     all_recs = load(a.jsonl)
     recs = used(all_recs)
     meta = json.load(open(a.meta, encoding="utf-8"))
     proxies = meta["proxies"]
+    variants = meta.get("variants") or {p: {"proxy": p, "scenario": "plain"} for p in proxies}
     by = closed_by_proxy(recs)
     summary = {}
     for p in proxies:
+        refusing = variants[p]["scenario"] == "refuse"
         runs = sorted(by.get(p, []), key=lambda r: r["round"])
         rps = [r["rps"] for r in runs]
         cpu = [r["cpu_us_per_req"] for r in runs if r["cpu_us_per_req"] is not None]
@@ -302,11 +422,26 @@ def cmd_report(a):
             "proxy_cpu_util_median": statistics.median(util) if util else None,
             "load_cpu_util_median": statistics.median(lutil) if lutil else None,
             "proxy_cpu_other_util_median": statistics.median(other) if other else None,
+            # in the refuse scenario h2load counts the expected 4xx as failed
             "failed_requests": sum(
-                r["requests"]["failed"] + r["requests"]["errored"] + r["requests"]["timeout"]
+                (0 if refusing else r["requests"]["failed"])
+                + r["requests"]["errored"]
+                + r["requests"]["timeout"]
                 for r in runs + lat_runs
             ),
+            "proxy": variants[p]["proxy"],
+            "scenario": variants[p]["scenario"],
         }
+        shares = [r["refused_share"] for r in runs if r.get("refused_share") is not None]
+        # response bytes per answer, as h2load counts them (head and body)
+        for part in ("headers", "data"):
+            per = [
+                r["traffic_bytes"][part] / r["requests"]["done"]
+                for r in runs
+                if r.get("traffic_bytes") and r["requests"]["done"]
+            ]
+            s[f"response_{part}_bytes_median"] = statistics.median(per) if per else None
+        s["refused_share_median"] = statistics.median(shares) if shares else None
         # open-loop latency: median over latency rounds of each percentile
         if lat_runs:
             for key in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us"):
@@ -317,25 +452,81 @@ def cmd_report(a):
             s["open_samples"] = sum(r["latency"]["samples"] for r in lat_runs)
         summary[p] = s
 
+    def per_round(num, den, fn):
+        """fn(num record, den record) for every round both have, in round order."""
+        nn = {r["round"]: r for r in by.get(num, [])}
+        dd = {r["round"]: r for r in by.get(den, [])}
+        return {k: fn(nn[k], dd[k]) for k in sorted(nn) if k in dd}
+
+    def spread(vals):
+        vals = [v for v in vals if v is not None]
+        return {
+            "median": statistics.median(vals) if vals else None,
+            "min": min(vals) if vals else None,
+            "max": max(vals) if vals else None,
+        }
+
+    def rps_ratio(n, d):
+        return n["rps"] / d["rps"] if d["rps"] > 0 else None
+
+    def diff(key):
+        def f(n, d):
+            return n[key] - d[key] if n[key] is not None and d[key] is not None else None
+
+        return f
+
+    variant_of = {(d["proxy"], d["scenario"]): v for v, d in variants.items() if v in proxies}
+    scenarios = []
+    for p in proxies:
+        if variants[p]["scenario"] not in scenarios:
+            scenarios.append(variants[p]["scenario"])
+
+    # Rampart against each peer in the same scenario: throughput per round
     ratios = {}
-    if "rampart" in proxies:
+    for sc in scenarios:
+        rv = variant_of.get(("rampart", sc))
         for other in ("nginx", "haproxy"):
-            if other not in proxies:
+            ov = variant_of.get((other, sc))
+            if rv is None or ov is None:
                 continue
-            rr = {r["round"]: r["rps"] for r in by.get("rampart", [])}
-            oo = {r["round"]: r["rps"] for r in by.get(other, [])}
-            per_round = [rr[k] / oo[k] for k in sorted(rr) if k in oo and oo[k] > 0]
-            ratios[f"rampart/{other}"] = {
-                "per_round": per_round,
-                "median": statistics.median(per_round) if per_round else None,
-                "min": min(per_round) if per_round else None,
-                "max": max(per_round) if per_round else None,
-            }
+            pr = per_round(rv, ov, rps_ratio)
+            vals = [v for v in pr.values() if v is not None]
+            ratios[f"{rv}/{ov}"] = dict(
+                {"per_round": vals, "rounds": [k for k, v in pr.items() if v is not None],
+                 "scenario": sc},
+                **spread(vals),
+            )
+
+    # What a limit costs each proxy: the limited variant against the same proxy
+    # without a limit, round by round
+    limit_cost = {}
+    for v in proxies:
+        d = variants[v]
+        plain = variant_of.get((d["proxy"], "plain"))
+        if d["scenario"] == "plain" or plain is None:
+            continue
+        thr = per_round(v, plain, rps_ratio)
+        cpu = per_round(v, plain, diff("cpu_us_per_req"))
+        cpub = per_round(v, plain, diff("proxy_cpu_busy_us_per_req"))
+        limit_cost[f"{v} vs {plain}"] = {
+            "variant": v,
+            "plain": plain,
+            "proxy": d["proxy"],
+            "scenario": d["scenario"],
+            "rounds": list(thr),
+            "throughput_ratio_per_round": list(thr.values()),
+            "throughput_ratio": spread(thr.values()),
+            "extra_cpu_us_per_req_per_round": list(cpu.values()),
+            "extra_cpu_us_per_req": spread(cpu.values()),
+            "extra_cpu_busy_us_per_req_per_round": list(cpub.values()),
+            "extra_cpu_busy_us_per_req": spread(cpub.values()),
+        }
 
     result = {
         "meta": meta,
         "summary": summary,
         "throughput_ratios": ratios,
+        "limit_cost": limit_cost,
         "samples": all_recs,
     }
     with open(a.out_json, "w", encoding="utf-8") as f:
@@ -386,12 +577,18 @@ def cmd_report(a):
             f"the same rate for every proxy; {how}); latency percentiles are "
             f"computed from h2load's per-request log, median over rounds"
         )
+        if "refuse" in scenarios:
+            lines.append(
+                "- Open loop in the refuse scenario: latency of every answer, refusals included"
+            )
         modes = {r.get("lat_mode") for r in recs if r["kind"] == "open"}
         if len(modes) > 1:
             lines.append(
                 f"- NOTE: open-loop modes differed between runs ({', '.join(sorted(map(str, modes)))}): "
                 f"a staggered run failed and was repeated in burst mode; see the JSON"
             )
+    if any(sc != "plain" for sc in scenarios):
+        lines.append(limits_line(c, scenarios))
     lines.append("")
     for name, r in ratios.items():
         if r["median"] is not None:
@@ -407,9 +604,18 @@ def cmd_report(a):
         "| median CPU µs/req (whole proxy CPU) | proxy CPU use | load-gen CPU use "
         "| open-loop p50 | p90 | p99 | p99.9 |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    limited = any(sc != "plain" for sc in scenarios)
+    if limited:
+        lines[-1] += " refused |"
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    else:
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for p in proxies:
         s = summary[p]
+        refused = ""
+        if limited:
+            sh = s.get("refused_share_median")
+            refused = f" {'n/a' if sh is None else f'{100 * sh:.1f}%'} |"
         lines.append(
             f"| {p} | {fmt_num(s['rps_median'])} ({fmt_num(s['rps_min'])}–{fmt_num(s['rps_max'])}) "
             f"| {fmt_num(s['cpu_us_per_req_median'], 2)} "
@@ -418,6 +624,7 @@ def cmd_report(a):
             f"| {fmt_num(100 * s['load_cpu_util_median'] if s['load_cpu_util_median'] is not None else None, 0)}% "
             f"| {fmt_us(s.get('open_p50_us_median'))} | {fmt_us(s.get('open_p90_us_median'))} "
             f"| {fmt_us(s.get('open_p99_us_median'))} | {fmt_us(s.get('open_p999_us_median'))} |"
+            + refused
         )
     lines.append("")
     nrounds = max((summary[p]["rounds"] for p in proxies), default=0)
@@ -434,6 +641,26 @@ def cmd_report(a):
                 + " |"
             )
         lines.append("")
+    if nrounds and limited:
+        lines.append("Closed-loop CPU µs/req (process) per round:")
+        lines.append("")
+        lines.append("| proxy | " + " | ".join(f"round {i}" for i in range(1, nrounds + 1)) + " |")
+        lines.append("|---|" + "---|" * nrounds)
+        for p in proxies:
+            per = {r["round"]: r["cpu_us_per_req"] for r in by.get(p, [])}
+            lines.append(
+                f"| {p} | "
+                + " | ".join(fmt_num(per.get(i), 2) for i in range(1, nrounds + 1))
+                + " |"
+            )
+        lines.append("")
+    if nrounds and (limit_cost or (limited and ratios)):
+        lines.extend(ratio_tables(ratios, limit_cost, nrounds))
+    refuse_note = (
+        " In the refuse scenario every per-request figure is per answer, refusals included."
+        if "refuse" in scenarios
+        else ""
+    )
     lines.append(
         "CPU µs/req (process) = utime+stime of the proxy's processes (all threads, all "
         "workers) / successful requests. \"Whole proxy CPU\" = all busy time on the "
@@ -442,11 +669,21 @@ def cmd_report(a):
         "~95% the proxy was not the only bottleneck. \"Load-gen CPU use\" = busy time of "
         "the CPU shared by h2load and the upstream / wall time; near 100% the load side "
         "limited the throughput, so that proxy's req/s is a lower bound and CPU µs/req "
-        "is the fairer comparison."
+        "is the fairer comparison." + refuse_note
     )
     warn = []
     for p in proxies:
         s = summary[p]
+        sh = s.get("refused_share_median")
+        if s["scenario"] == "limit" and sh:
+            warn.append(f"{p}: {100 * sh:.2f}% of requests refused below the limit")
+        if s["scenario"] == "refuse" and sh is not None and sh < 0.9:
+            warn.append(f"{p}: only {100 * sh:.0f}% of requests refused (expected almost all)")
+        if variants[p].get("closes_on_refusal"):
+            warn.append(
+                f"{p}: closes the connection after a refusal, so each refused request "
+                f"also pays for a new connection"
+            )
         if s["failed_requests"]:
             warn.append(f"{p}: {s['failed_requests']} failed/errored/timed-out requests")
         if s["proxy_cpu_util_median"] is not None and s["proxy_cpu_util_median"] < 0.9:
@@ -496,6 +733,7 @@ def main():
     r.add_argument("--jsonl", required=True)
     r.add_argument("--kind", choices=["closed", "open"], required=True)
     r.add_argument("--proxy", required=True)
+    r.add_argument("--scenario", choices=["plain", "limit", "refuse"], default="plain")
     r.add_argument("--round", type=int, required=True)
     r.add_argument("--order", type=int, required=True)
     r.add_argument("--h2load-out", required=True)
