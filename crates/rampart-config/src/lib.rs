@@ -316,8 +316,97 @@ fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
         }
     }
 
+    for (name, p) in &config.auth_providers {
+        let at = p.issuer.referenced;
+        let mut bad = |msg: String| err(at, format!("auth_providers.{name}: {msg}"));
+        if p.issuer.value.is_empty() {
+            bad("issuer must not be empty".into());
+        }
+        if p.algorithms.is_empty() {
+            bad("algorithms must name at least one algorithm".into());
+        }
+        let mut hmac = false;
+        let mut public = false;
+        for alg in &p.algorithms {
+            match alg.as_str() {
+                "HS256" | "HS384" | "HS512" => hmac = true,
+                "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" | "ES256" | "ES384"
+                | "EdDSA" | "Ed25519" => public = true,
+                other if other.eq_ignore_ascii_case("none") => {
+                    bad("alg none is never accepted (RFC 8725 §3.1)".into());
+                }
+                other => bad(format!(
+                    "algorithm {other:?} is not one of RS256/384/512, PS256/384/512, ES256, ES384, EdDSA, Ed25519, HS256/384/512"
+                )),
+            }
+        }
+        if hmac && p.hmac_secret_file.is_none() {
+            bad("HS* algorithms need hmac_secret_file".into());
+        }
+        if !hmac && p.hmac_secret_file.is_some() {
+            bad("hmac_secret_file is set but no HS* algorithm is allowed".into());
+        }
+        match &p.jwks {
+            None if public => bad("public-key algorithms need jwks (file, url or discovery)".into()),
+            None => {}
+            Some(j) => {
+                let sources = usize::from(j.file.is_some())
+                    + usize::from(j.url.is_some())
+                    + usize::from(j.discovery);
+                if sources != 1 {
+                    bad("jwks needs exactly one of file, url and discovery: true".into());
+                }
+                if let Some(u) = &j.url
+                    && !(u.starts_with("https://") || u.starts_with("http://"))
+                {
+                    bad(format!("jwks.url {u:?} is not an http(s) URL"));
+                }
+                if j.timeout.0.is_zero() || j.refetch_cooldown.0.is_zero() || j.refresh_interval.0.is_zero() {
+                    bad("jwks timeout, refetch_cooldown and refresh_interval must be above 0".into());
+                }
+            }
+        }
+        if p.leeway.0 > std::time::Duration::from_secs(300) {
+            bad("leeway is at most 300s".into());
+        }
+        if p.max_token_bytes.0 == 0 || p.max_token_bytes.0 > 64 * 1024 {
+            bad("max_token_bytes must be between 1 and 64KiB".into());
+        }
+        let t = &p.token_from;
+        let sources = usize::from(t.header.is_some())
+            + usize::from(t.cookie.is_some())
+            + usize::from(t.query.is_some());
+        if sources > 1 {
+            bad("token_from takes at most one of header, cookie and query".into());
+        }
+        if t.header.as_deref().is_some_and(http_header_name_invalid) {
+            bad("token_from.header is not a valid header name".into());
+        }
+        for header in p.forward_claims.values() {
+            if http_header_name_invalid(header) {
+                bad(format!("forward_claims: {header:?} is not a valid header name"));
+            }
+        }
+    }
+
     let mut route_names = BTreeSet::new();
     for r in &config.routes {
+        if let Some(auth) = &r.auth {
+            if auth.providers.is_empty() {
+                err(
+                    r.name.referenced,
+                    format!("route {:?}: auth needs at least one provider", r.name.value),
+                );
+            }
+            for p in &auth.providers {
+                if !config.auth_providers.contains_key(&p.value) {
+                    err(
+                        p.referenced,
+                        format!("route {:?}: unknown auth provider {:?}", r.name.value, p.value),
+                    );
+                }
+            }
+        }
         let loc = r.name.referenced;
         if !route_names.insert(r.name.value.as_str()) {
             err(loc, format!("route name {:?} is used twice", r.name.value));

@@ -48,6 +48,9 @@ pub struct Config {
     /// Named rate-limit policies that routes refer to (see docs/RATE_LIMITING.md).
     #[serde(default)]
     pub rate_limits: BTreeMap<String, RateLimitPolicy>,
+    /// Named token providers that routes' `auth` refers to (see docs/AUTH.md).
+    #[serde(default)]
+    pub auth_providers: BTreeMap<String, AuthProvider>,
     /// Routes, matched most specific first (see docs/CONFIG.md).
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -365,6 +368,117 @@ pub struct Route {
     /// What to do when a defense on this route fails: `closed` (default, 503) or `open`.
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// Require a valid token from one of these providers.
+    #[serde(default)]
+    pub auth: Option<RouteAuth>,
+}
+
+/// A route's authentication requirement.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteAuth {
+    /// Providers (keys of `auth_providers`) whose tokens are accepted, tried by the token's
+    /// issuer. At least one.
+    #[schemars(with = "Vec<String>")]
+    pub providers: Vec<Spanned<String>>,
+    /// Scopes the token must all carry (403 `insufficient_scope` otherwise).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Let requests without any credentials through, anonymous (default false). A request
+    /// that presents an invalid token is still refused.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// A JWT issuer whose tokens the gateway verifies.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthProvider {
+    /// The exact `iss` of its tokens (and, with `jwks.discovery`, the OpenID issuer).
+    #[schemars(with = "String")]
+    pub issuer: Spanned<String>,
+    /// Accepted `aud` values; a token must name at least one. Empty: `aud` is not checked.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Accepted signature algorithms (default RS256, PS256, ES256, ES384, EdDSA). HS256/384/512
+    /// need `hmac_secret_file`. `none` is never accepted.
+    #[serde(default = "d_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Where the public keys come from: exactly one of `file`, `url`, `discovery`.
+    #[serde(default)]
+    pub jwks: Option<JwksSource>,
+    /// A file holding the shared secret for HS* tokens (at least as long as the hash).
+    #[serde(default)]
+    #[schemars(with = "Option<PathBuf>")]
+    pub hmac_secret_file: Option<Spanned<PathBuf>>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat` (default 60s, at most 300s).
+    #[serde(default = "d_leeway")]
+    pub leeway: HumanDuration,
+    /// Refuse tokens without `exp` (default true).
+    #[serde(default = "yes")]
+    pub require_exp: bool,
+    /// The `typ` header tokens must carry, like `at+jwt` (RFC 9068). Unchecked when absent.
+    #[serde(default)]
+    pub typ: Option<String>,
+    /// Claims every token must carry (besides `sub`, always required).
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// Where the token is read from (default `Authorization: Bearer`).
+    #[serde(default)]
+    pub token_from: TokenFrom,
+    /// Claims forwarded to the upstream as headers: claim name to header name. Incoming
+    /// copies of those headers are removed first.
+    #[serde(default)]
+    pub forward_claims: BTreeMap<String, String>,
+    /// The largest token accepted (default 8KiB), checked before any decoding.
+    #[serde(default = "d_max_token")]
+    pub max_token_bytes: ByteSize,
+}
+
+/// Where a provider's keys come from.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwksSource {
+    /// A JWKS file (re-read on reload).
+    #[serde(default)]
+    #[schemars(with = "Option<PathBuf>")]
+    pub file: Option<Spanned<PathBuf>>,
+    /// A JWKS URL (https, or http on loopback).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Find the JWKS URL by OpenID Connect discovery from `issuer`.
+    #[serde(default)]
+    pub discovery: bool,
+    /// Extra CA certificates (PEM) trusted for fetching, besides the system's.
+    #[serde(default)]
+    #[schemars(with = "Option<PathBuf>")]
+    pub ca_file: Option<Spanned<PathBuf>>,
+    /// Refresh the keys this often (default 5m; a shorter `Cache-Control: max-age` wins).
+    #[serde(default = "d_jwks_refresh")]
+    pub refresh_interval: HumanDuration,
+    /// After a fetch for an unknown `kid`, wait this long before another (default 30s).
+    #[serde(default = "d_jwks_cooldown")]
+    pub refetch_cooldown: HumanDuration,
+    /// Bound on each fetch (default 5s).
+    #[serde(default = "d_jwks_timeout")]
+    pub timeout: HumanDuration,
+}
+
+/// Where tokens are read from. At most one of `header`, `cookie`, `query`; none means
+/// `Authorization: Bearer`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFrom {
+    /// A header holding the bare token.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// A cookie holding the token.
+    #[serde(default)]
+    pub cookie: Option<String>,
+    /// A query parameter holding the token (RFC 6750 §2.3; leaks into logs and histories,
+    /// so off unless named here).
+    #[serde(default)]
+    pub query: Option<String>,
 }
 
 /// What a route matches. Exactly one of `path` and `prefix`.
@@ -644,6 +758,26 @@ fn d_cost() -> u64 {
 }
 fn d_status_429() -> u16 {
     429
+}
+fn d_algorithms() -> Vec<String> {
+    ["RS256", "PS256", "ES256", "ES384", "EdDSA"]
+        .map(String::from)
+        .to_vec()
+}
+fn d_leeway() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(60))
+}
+fn d_max_token() -> ByteSize {
+    ByteSize(8 * 1024)
+}
+fn d_jwks_refresh() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(300))
+}
+fn d_jwks_cooldown() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
+}
+fn d_jwks_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(5))
 }
 fn d_max_keys() -> usize {
     1_000_000

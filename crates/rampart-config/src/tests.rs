@@ -240,3 +240,56 @@ rate_limits:
     assert_eq!(c.rate_limits["fleet"].store, StoreKind::Redis);
     assert_eq!(c.rate_limits["fleet"].on_store_failure, StoreFailure::Open);
 }
+
+#[test]
+fn auth_providers_are_checked() {
+    let yaml = GOOD.to_string()
+        + r#"    auth: { providers: [corp, nope] }
+auth_providers:
+  corp:
+    issuer: https://id.example.com
+    algorithms: [RS256, none, HS256, XY999]
+    jwks: { url: "https://id.example.com/jwks", discovery: true }
+    leeway: 10m
+    token_from: { header: x-token, cookie: t }
+    forward_claims: { sub: "x user" }
+  bare:
+    issuer: ""
+"#;
+    let errs = parse_str(&yaml).expect_err("invalid").0;
+    let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    for needle in [
+        "unknown auth provider \"nope\"",
+        "alg none is never accepted",
+        "algorithm \"XY999\"",
+        "HS* algorithms need hmac_secret_file",
+        "exactly one of file, url and discovery",
+        "leeway is at most 300s",
+        "token_from takes at most one",
+        "\"x user\" is not a valid header name",
+        "auth_providers.bare: issuer must not be empty",
+        "auth_providers.bare: public-key algorithms need jwks",
+    ] {
+        assert!(
+            text.iter().any(|t| t.contains(needle)),
+            "{needle} not in {text:?}"
+        );
+    }
+    assert!(errs.iter().all(|e| e.line.is_some()), "{text:?}");
+    let ok = GOOD.to_string()
+        + r#"    auth: { providers: [corp], scopes: [users:read] }
+auth_providers:
+  corp:
+    issuer: https://id.example.com
+    audiences: [api]
+    jwks: { discovery: true }
+    typ: at+jwt
+"#;
+    let c = parse_str(&ok).expect("valid");
+    let corp = &c.auth_providers["corp"];
+    assert_eq!(corp.leeway.0.as_secs(), 60);
+    assert_eq!(corp.algorithms, ["RS256", "PS256", "ES256", "ES384", "EdDSA"]);
+    let jwks = corp.jwks.as_ref().expect("jwks");
+    assert_eq!(jwks.refetch_cooldown.0.as_secs(), 30);
+    assert_eq!(c.routes[0].auth.as_ref().expect("auth").scopes, ["users:read"]);
+}
