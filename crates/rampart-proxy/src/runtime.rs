@@ -163,6 +163,18 @@ impl Runtime {
 
         let mut routes = Vec::new();
         for r in &config.routes {
+            // Until the token layer is wired in, a route that asks for it must not run
+            // unprotected: refuse the configuration.
+            if r.auth.is_some() {
+                errors.push(ConfigError::at(
+                    file,
+                    r.name.referenced,
+                    format!(
+                        "route {:?}: auth is not available in this build yet",
+                        r.name.value
+                    ),
+                ));
+            }
             let (path, template, loc) = match (&r.matcher.path, &r.matcher.prefix) {
                 (Some(p), _) => match PathMatch::parse_path(&p.value) {
                     Ok(m) => (m, p.value.clone(), p.referenced),
