@@ -103,14 +103,24 @@ pub struct RouteInfo {
 }
 
 /// An authenticated principal, set by an authentication layer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
     /// The subject (`sub` claim, API key owner, certificate subject).
     pub subject: String,
     /// Who vouched for it (token issuer, `mtls`, `api_key`).
     pub issuer: String,
+    /// The provider (configuration name) that verified it, for logs and metrics.
+    pub provider: String,
     /// Granted scopes.
     pub scopes: Vec<String>,
+    /// Granted roles.
+    pub roles: Vec<String>,
+    /// The OAuth client the credential was issued to (`client_id` or `azp`).
+    pub client_id: Option<String>,
+    /// The service tier (API keys), for rate-limit policies.
+    pub tier: Option<String>,
+    /// When the credential expires, in seconds since the Unix epoch.
+    pub expires_at: Option<u64>,
 }
 
 /// One layer's decision about a request, for logs and metrics.
