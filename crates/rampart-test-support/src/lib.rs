@@ -2,6 +2,8 @@
 //!
 //! - [`upstream`]: a mock upstream HTTP/1.1 server (also h2c and TLS; echo, slow, status, bytes, WebSocket
 //!   echo), a closed port and a black-hole TCP server.
+//! - [`idp`]: a mock OpenID Connect identity provider (discovery, JWKS with rotation, a token
+//!   endpoint minting RS256/ES256/EdDSA JWTs, RFC 7662 introspection), also `rampart demo`'s.
 //! - [`pki`]: a throw-away CA with server and client certificates written to a temp dir.
 //! - [`redis`]: a real `redis-server` child process (kill, pause, restart).
 //! - [`client`]: raw TCP, HTTP/1.1, h2c, TLS and WebSocket clients.
@@ -22,6 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::task::JoinSet;
 
 pub mod client;
+pub mod idp;
 pub mod pki;
 pub mod redis;
 pub mod upstream;
