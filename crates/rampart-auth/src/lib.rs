@@ -52,7 +52,6 @@
 pub mod alg;
 pub mod claims;
 mod json;
-pub mod jwks;
 pub mod keys;
 pub mod rejection;
 pub mod token;

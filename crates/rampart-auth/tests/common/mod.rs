@@ -60,17 +60,23 @@ pub fn other_rsa_key() -> &'static TestKey {
 
 pub fn p256_key() -> &'static TestKey {
     static K: OnceLock<TestKey> = OnceLock::new();
-    K.get_or_init(|| TestKey::P256(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap()))
+    K.get_or_init(|| {
+        TestKey::P256(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap())
+    })
 }
 
 pub fn attacker_p256_key() -> &'static TestKey {
     static K: OnceLock<TestKey> = OnceLock::new();
-    K.get_or_init(|| TestKey::P256(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap()))
+    K.get_or_init(|| {
+        TestKey::P256(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap())
+    })
 }
 
 pub fn p384_key() -> &'static TestKey {
     static K: OnceLock<TestKey> = OnceLock::new();
-    K.get_or_init(|| TestKey::P384(EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).unwrap()))
+    K.get_or_init(|| {
+        TestKey::P384(EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).unwrap())
+    })
 }
 
 pub fn ed25519_key() -> &'static TestKey {
@@ -113,7 +119,9 @@ impl TestKey {
                     Alg::Hs512 => hmac::HMAC_SHA512,
                     other => panic!("a secret cannot sign {other}"),
                 };
-                hmac::sign(&hmac::Key::new(h, secret), input).as_ref().to_vec()
+                hmac::sign(&hmac::Key::new(h, secret), input)
+                    .as_ref()
+                    .to_vec()
             }
         }
     }
@@ -127,7 +135,11 @@ impl TestKey {
             }
             TestKey::P256(pair) | TestKey::P384(pair) => {
                 let point = pair.public_key().as_ref();
-                let (crv, len) = if point.len() == 65 { ("P-256", 32) } else { ("P-384", 48) };
+                let (crv, len) = if point.len() == 65 {
+                    ("P-256", 32)
+                } else {
+                    ("P-384", 48)
+                };
                 json!({"kty": "EC", "crv": crv,
                        "x": b64(&point[1..1 + len]), "y": b64(&point[1 + len..])})
             }
@@ -158,7 +170,10 @@ impl TestKey {
             .chunks(64)
             .map(|c| std::str::from_utf8(c).unwrap())
             .collect();
-        format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"))
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            lines.join("\n")
+        )
     }
 
     /// The raw public key bytes (EC point, Ed25519 key, RSA PKCS #1 DER).
@@ -195,7 +210,9 @@ pub fn test_key_set() -> KeySet {
         ed25519_key().public_jwk(Some("ed-1")),
     ]});
     let mut set = KeySet::from_jwks(&serde_json::to_vec(&jwks).unwrap()).unwrap();
-    let TestKey::Secret(secret) = hmac_key() else { unreachable!() };
+    let TestKey::Secret(secret) = hmac_key() else {
+        unreachable!()
+    };
     set.add_secret(Some("hs-1"), secret, &[Alg::Hs256]).unwrap();
     set
 }
