@@ -18,6 +18,9 @@ pub struct RequestContext {
     pub route: Option<RouteInfo>,
     /// The authenticated identity, once an authentication layer has set it.
     pub identity: Option<Identity>,
+    /// A short hash of the credential the request presented (never the credential), for
+    /// the log.
+    pub credential: Option<Arc<str>>,
     /// Every decision made so far, in order.
     pub decisions: Vec<Decision>,
     /// Headers a layer wants on the response, whatever it is (rate-limit status on an
@@ -33,6 +36,7 @@ impl RequestContext {
             client,
             route: None,
             identity: None,
+            credential: None,
             decisions: Vec::new(),
             response_headers: http::HeaderMap::new(),
         }
