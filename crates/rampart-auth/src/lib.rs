@@ -52,6 +52,7 @@
 pub mod alg;
 pub mod claims;
 mod json;
+pub mod jwks;
 pub mod keys;
 pub mod rejection;
 pub mod token;
