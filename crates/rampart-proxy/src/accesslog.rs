@@ -196,6 +196,15 @@ pub struct AccessRecord<'a> {
     /// The upstream that served it.
     #[serde(rename = "rampart.upstream", skip_serializing_if = "Option::is_none")]
     pub upstream: Option<&'a str>,
+    /// `user.id`: the authenticated subject.
+    #[serde(rename = "user.id", skip_serializing_if = "Option::is_none")]
+    pub user: Option<&'a str>,
+    /// A short SHA-256 of the credential presented (never the credential itself).
+    #[serde(
+        rename = "rampart.credential.hash",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub credential_hash: Option<&'a str>,
     /// Every decision made, in order.
     #[serde(rename = "rampart.decisions")]
     pub decisions: Vec<DecisionRecord<'a>>,
@@ -233,6 +242,12 @@ pub struct SecurityEvent<'a> {
     /// `http.route`
     #[serde(rename = "http.route", skip_serializing_if = "Option::is_none")]
     pub route: Option<&'a str>,
+    /// A short SHA-256 of the credential presented (never the credential itself).
+    #[serde(
+        rename = "rampart.credential.hash",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub credential_hash: Option<&'a str>,
 }
 
 /// Formats a time as RFC 3339 UTC with milliseconds: `2026-12-04T15:37:23.123Z`.

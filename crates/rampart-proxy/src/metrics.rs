@@ -27,6 +27,15 @@ pub struct DenialLabels {
     pub reason: String,
 }
 
+/// Labels of authentication refusals.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// The provider that judged the token (`none` when no token or no provider matched).
+    pub provider: String,
+    /// The reason code (`missing_token`, `expired`, `bad_signature`, ...).
+    pub reason: String,
+}
+
 /// Labels of upstream error metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
@@ -57,6 +66,8 @@ pub struct Metrics {
     /// Requests a layer let through although it could not decide (its backend failed and
     /// it fails open, or fell back to a local decision), by layer and reason.
     pub fail_open: Family<DenialLabels, Counter>,
+    /// Authentication refusals by provider and reason.
+    pub auth_rejections: Family<AuthLabels, Counter>,
     /// Upstream failures by upstream and kind.
     pub upstream_errors: Family<UpstreamLabels, Counter>,
     /// Config reloads by result.
@@ -87,6 +98,7 @@ impl Metrics {
         let denials = Family::<DenialLabels, Counter>::default();
         let shadow_denials = Family::<DenialLabels, Counter>::default();
         let fail_open = Family::<DenialLabels, Counter>::default();
+        let auth_rejections = Family::<AuthLabels, Counter>::default();
         let upstream_errors = Family::<UpstreamLabels, Counter>::default();
         let reloads = Family::<ResultLabels, Counter>::default();
         let connections = Gauge::default();
@@ -117,6 +129,11 @@ impl Metrics {
             fail_open.clone(),
         );
         registry.register(
+            "auth_rejections",
+            "Requests refused by authentication, by provider and reason",
+            auth_rejections.clone(),
+        );
+        registry.register(
             "upstream_errors",
             "Upstream failures, by upstream and kind",
             upstream_errors.clone(),
@@ -143,6 +160,7 @@ impl Metrics {
             denials,
             shadow_denials,
             fail_open,
+            auth_rejections,
             upstream_errors,
             reloads,
             connections,

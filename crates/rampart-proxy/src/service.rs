@@ -21,7 +21,7 @@ use rampart_core::{
 use crate::accesslog::{AccessRecord, DecisionRecord, LogSink, SecurityEvent, rfc3339};
 use crate::body::{BodyError, OnBodyEnd, RequestBody, ResponseBody};
 use crate::forwarded::{self, ForwardFacts};
-use crate::metrics::{DenialLabels, Metrics, RequestLabels, UpstreamLabels};
+use crate::metrics::{AuthLabels, DenialLabels, Metrics, RequestLabels, UpstreamLabels};
 use crate::router::Lookup;
 use crate::runtime::{RouteEntry, Runtime};
 use crate::upstream::UpstreamError;
@@ -321,6 +321,19 @@ impl Shared {
                     reason: interruption.reason.to_string(),
                 })
                 .inc();
+            if denied_by == "auth" {
+                self.metrics
+                    .auth_rejections
+                    .get_or_create(&AuthLabels {
+                        provider: interruption
+                            .rule_id
+                            .as_deref()
+                            .unwrap_or("none")
+                            .to_string(),
+                        reason: interruption.reason.to_string(),
+                    })
+                    .inc();
+            }
             let log = self.log.load();
             if !log.is_off() {
                 let event = SecurityEvent {
@@ -335,6 +348,7 @@ impl Shared {
                     method: flow.method.as_str(),
                     path: flow.path(),
                     route: flow.ctx.route.as_ref().map(|r| r.template.as_ref()),
+                    credential_hash: flow.ctx.credential.as_deref(),
                 };
                 if !log.write(&event) {
                     self.metrics.log_dropped.inc();
@@ -612,6 +626,8 @@ impl OnBodyEnd for Done {
                 .and_then(|t| t.peer_certificate.as_ref())
                 .map(|c| c.subject.as_str()),
             upstream: flow.upstream.as_deref(),
+            user: flow.ctx.identity.as_ref().map(|i| i.subject.as_str()),
+            credential_hash: flow.ctx.credential.as_deref(),
             decisions: flow
                 .ctx
                 .decisions
