@@ -1,6 +1,11 @@
-//! Rampart's token verification core: JWT (RFC 7519) over compact JWS (RFC 7515), hardened
-//! as RFC 8725 (JWT Best Current Practices) asks. Pure: no I/O, no clock, no network. Time
-//! is a parameter and keys are values, so every decision is testable with fixed inputs.
+//! Rampart's token verification: JWT (RFC 7519) over compact JWS (RFC 7515), hardened as
+//! RFC 8725 (JWT Best Current Practices) asks.
+//!
+//! The verification core ([`token`], [`keys`], [`claims`], [`verify`]) is pure: no I/O, no
+//! clock, no network. Time is a parameter and keys are values, so every decision is
+//! testable with fixed inputs. Keeping a provider's keys current (fetching JWKS, refresh,
+//! rotation) is the [`jwks`] module's job, the only one that does I/O; it hands the core a
+//! [`KeySet`].
 //!
 //! # Layers
 //!
