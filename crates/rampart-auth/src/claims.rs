@@ -202,7 +202,7 @@ impl ClaimsPolicy {
             Some(_) => return Err(Rejection::BadClaimType("iss".into())),
         };
         self.check_audience(claims)?;
-        self.check_times(claims, now)?;
+        let (exp, iat) = self.check_times(claims, now)?;
 
         let subject = match claims.get("sub") {
             None => return Err(Rejection::MissingClaim("sub".into())),
@@ -225,8 +225,8 @@ impl ClaimsPolicy {
                 None => optional_string(claims, "azp")?,
             },
             jti: optional_string(claims, "jti")?,
-            expires_at: numeric_date(claims, "exp")?.map(whole_seconds),
-            issued_at: numeric_date(claims, "iat")?.map(whole_seconds),
+            expires_at: exp.map(whole_seconds),
+            issued_at: iat.map(whole_seconds),
         })
     }
 
@@ -260,11 +260,17 @@ impl ClaimsPolicy {
         }
     }
 
-    fn check_times(&self, claims: &Map<String, Value>, now: u64) -> Result<(), Rejection> {
+    /// Checks `exp`, `nbf` and `iat`, and returns `exp` and `iat`.
+    fn check_times(
+        &self,
+        claims: &Map<String, Value>,
+        now: u64,
+    ) -> Result<(Option<f64>, Option<f64>), Rejection> {
         // NumericDates stay below 2^38, so f64 holds them and `now` exactly.
         let now = now as f64;
         let leeway = self.leeway_secs as f64;
-        match numeric_date(claims, "exp")? {
+        let exp = numeric_date(claims, "exp")?;
+        match exp {
             None if self.require_exp => return Err(Rejection::MissingClaim("exp".into())),
             Some(exp) if now >= exp + leeway => return Err(Rejection::Expired),
             _ => {}
@@ -274,12 +280,13 @@ impl ClaimsPolicy {
         {
             return Err(Rejection::NotYetValid);
         }
-        if let Some(iat) = numeric_date(claims, "iat")?
+        let iat = numeric_date(claims, "iat")?;
+        if let Some(iat) = iat
             && iat > now + leeway
         {
             return Err(Rejection::IatInFuture);
         }
-        Ok(())
+        Ok((exp, iat))
     }
 
     fn roles(&self, claims: &Map<String, Value>) -> Result<Vec<String>, Rejection> {

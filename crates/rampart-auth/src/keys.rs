@@ -314,6 +314,7 @@ impl KeySet {
                 });
             }
         }
+        // Fails only on an empty secret, which the length check above already refused.
         let decoding = DecodingKey::from_secret(secret).map_err(|_| KeyError::WeakSecret {
             alg: Alg::Hs256,
             min: 32,
