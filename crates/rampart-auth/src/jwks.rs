@@ -16,7 +16,8 @@
 //! - **One refetch for a new key.** A `kid` missing from the current set triggers one fetch,
 //!   shared by every concurrent caller (single-flight); callers wait for it and look again.
 //! - **A flood costs one fetch per cooldown.** No unknown-`kid` fetch starts within
-//!   [`JwksOptions::refetch_cooldown`] of the start of the previous fetch (whatever caused it);
+//!   [`JwksOptions::refetch_cooldown`] of the start of the previous unknown-`kid` fetch (a
+//!   scheduled refresh does not count, so a key rotated in just after one is found at once);
 //!   unknown `kid`s in that window are answered at once. Random `kid`s sent by an attacker thus
 //!   cost the identity provider at most one request per cooldown.
 //! - **Bounded fetches.** Every request has a timeout and a body size limit, needs status 200
@@ -474,6 +475,8 @@ enum Remote {
 struct FetchState {
     in_flight: bool,
     last_started: Option<Instant>,
+    /// When the last fetch caused by an unknown `kid` started: the cooldown counts from it.
+    last_on_demand: Option<Instant>,
     last_success: Option<SystemTime>,
     /// The number of keys installed, or the error, of the last fetch that ended.
     last_outcome: Option<Result<usize, FetchError>>,
@@ -531,8 +534,10 @@ impl Inner {
         self.fetcher.as_ref()?;
         let mut state = self.state();
         if !state.in_flight {
+            // Only fetches for unknown kids count towards the cooldown: a scheduled refresh
+            // (or the first fetch) just before a rotation must not make the new kid wait.
             let cooling = state
-                .last_started
+                .last_on_demand
                 .is_some_and(|t| t.elapsed() < self.options.refetch_cooldown);
             if cause == Cause::UnknownKid && cooling {
                 self.suppressed.fetch_add(1, Ordering::Relaxed);
@@ -540,6 +545,9 @@ impl Inner {
             }
             state.in_flight = true;
             state.last_started = Some(Instant::now());
+            if cause == Cause::UnknownKid {
+                state.last_on_demand = state.last_started;
+            }
             let inner = self.clone();
             tokio::spawn(async move { inner.run_fetch(cause).await });
         }

@@ -55,16 +55,20 @@
 //! logged or used as a cache key.
 
 pub mod alg;
+pub mod apikeys;
 pub mod claims;
+pub mod defense;
 mod json;
 pub mod jwks;
 pub mod keys;
 pub mod rejection;
+pub mod revocation;
 pub mod token;
 pub mod verify;
 
 pub use alg::{Alg, AlgSet, Family};
 pub use claims::{ClaimsPolicy, PolicyError, TokenIdentity};
+pub use defense::{AuthSettings, Authenticate, Provider, ProviderKeys, TokenCache, TokenFrom};
 pub use keys::{Key, KeyError, KeyKind, KeySet, SkipReason, SkippedKey};
 pub use rejection::{Rejection, Segment};
 pub use token::{Jws, ParseOptions, Parsed};

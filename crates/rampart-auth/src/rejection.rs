@@ -74,6 +74,9 @@ pub enum Rejection {
     /// 9999).
     #[error("claim {0} has the wrong type or range")]
     BadClaimType(String),
+    /// The token, or every token of its subject issued before a cut-off, was revoked.
+    #[error("token revoked")]
+    Revoked,
 }
 
 /// A part of a compact JWS, for [`Rejection::BadEncoding`].
@@ -89,7 +92,7 @@ pub enum Segment {
 
 impl Rejection {
     /// Every stable reason code, in declaration order.
-    pub const REASONS: [&'static str; 18] = [
+    pub const REASONS: [&'static str; 19] = [
         "too_large",
         "malformed",
         "bad_encoding",
@@ -108,6 +111,7 @@ impl Rejection {
         "bad_typ",
         "missing_claim",
         "bad_claim_type",
+        "revoked",
     ];
 
     /// The stable reason code (`expired`, `bad_signature`, ...), one of [`Self::REASONS`].
@@ -131,6 +135,7 @@ impl Rejection {
             Rejection::BadTyp => "bad_typ",
             Rejection::MissingClaim(_) => "missing_claim",
             Rejection::BadClaimType(_) => "bad_claim_type",
+            Rejection::Revoked => "revoked",
         }
     }
 }

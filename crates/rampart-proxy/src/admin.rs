@@ -1,5 +1,6 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz`. Loopback by default; it has no
-//! authentication, so it must not be exposed.
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`, rate-limit bans (`/bans`) and
+//! token revocations (`/revocations`). Loopback by default; it has no authentication, so it
+//! must not be exposed.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,6 +22,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/bans", get(list_bans).delete(lift_ban))
+        .route(
+            "/revocations",
+            get(list_revocations).post(revoke).delete(unrevoke),
+        )
         .with_state(shared);
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -105,6 +110,183 @@ async fn lift_ban(
             (StatusCode::OK, "lifted\n".into())
         }
         Ok(false) => (StatusCode::NOT_FOUND, "no such ban\n".into()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    }
+}
+
+/// How long a revocation is kept when the request does not say: the longest token lifetime
+/// we assume (a token issued before a cut-off cannot be valid longer than this after it).
+const DEFAULT_REVOCATION_LIFETIME: u64 = 86_400;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `GET /revocations`: revoked tokens and subject cut-offs in force.
+async fn list_revocations(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let rt = shared.runtime.load_full();
+    match rampart_auth::revocation::RevocationStore::list(&*rt.revocations, unix_now()).await {
+        Ok((tokens, subjects)) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({
+                "tokens": tokens.iter().map(|t| serde_json::json!({
+                    "issuer": t.issuer, "jti": t.jti, "until": t.until,
+                })).collect::<Vec<_>>(),
+                "subjects": subjects.iter().map(|s| serde_json::json!({
+                    "issuer": s.issuer, "subject": s.subject, "before": s.before, "until": s.until,
+                })).collect::<Vec<_>>(),
+            })),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "error": e.to_string() })),
+        ),
+    }
+}
+
+/// A revocation: of one token (`jti`) or of a subject's tokens issued before `before`.
+/// The issuer is given as `issuer` or as the name of a configured `provider`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Revoke {
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    subject: Option<String>,
+    /// Seconds since the Unix epoch; default now (subject cut-offs only).
+    #[serde(default)]
+    before: Option<u64>,
+    /// Seconds since the Unix epoch; default a day after `before` (or now).
+    #[serde(default)]
+    until: Option<u64>,
+}
+
+impl Revoke {
+    fn issuer(&self, rt: &crate::runtime::Runtime) -> Result<String, String> {
+        match (&self.issuer, &self.provider) {
+            (Some(i), None) => Ok(i.clone()),
+            (None, Some(p)) => rt
+                .auth_providers
+                .get(p)
+                .map(|(_, provider)| provider.issuer().to_string())
+                .ok_or_else(|| format!("no auth provider {p:?}")),
+            _ => Err("give exactly one of issuer and provider".into()),
+        }
+    }
+}
+
+/// `POST /revocations` with a JSON [`Revoke`].
+async fn revoke(
+    State(shared): State<Arc<Shared>>,
+    body: Result<axum::Json<Revoke>, axum::extract::rejection::JsonRejection>,
+) -> (StatusCode, String) {
+    use rampart_auth::revocation::{RevocationStore, RevokedSubject, RevokedToken};
+    let axum::Json(r) = match body {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")),
+    };
+    let rt = shared.runtime.load_full();
+    let issuer = match r.issuer(&rt) {
+        Ok(i) => i,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")),
+    };
+    let now = unix_now();
+    let result = match (&r.jti, &r.subject) {
+        (Some(jti), None) => {
+            let until = r.until.unwrap_or(now + DEFAULT_REVOCATION_LIFETIME);
+            rt.revocations
+                .revoke_token(
+                    RevokedToken {
+                        issuer: issuer.clone(),
+                        jti: jti.clone(),
+                        until,
+                    },
+                    now,
+                )
+                .await
+        }
+        (None, Some(subject)) => {
+            let before = r.before.unwrap_or(now);
+            let until = r.until.unwrap_or(before + DEFAULT_REVOCATION_LIFETIME);
+            rt.revocations
+                .revoke_subject(
+                    RevokedSubject {
+                        issuer: issuer.clone(),
+                        subject: subject.clone(),
+                        before,
+                        until,
+                    },
+                    now,
+                )
+                .await
+        }
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "give exactly one of jti and subject\n".into(),
+            );
+        }
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!(issuer = %issuer, jti = ?r.jti, subject = ?r.subject, "revoked");
+            (StatusCode::OK, "revoked\n".into())
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    }
+}
+
+/// Which revocation to remove: `issuer` or `provider`, and `jti` or `subject`.
+#[derive(Debug, serde::Deserialize)]
+struct Unrevoke {
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    subject: Option<String>,
+}
+
+/// `DELETE /revocations?provider=P&jti=J` (or `issuer=`, `subject=`).
+async fn unrevoke(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Query(q): axum::extract::Query<Unrevoke>,
+) -> (StatusCode, String) {
+    use rampart_auth::revocation::RevocationStore;
+    let rt = shared.runtime.load_full();
+    let as_revoke = Revoke {
+        issuer: q.issuer,
+        provider: q.provider,
+        jti: None,
+        subject: None,
+        before: None,
+        until: None,
+    };
+    let issuer = match as_revoke.issuer(&rt) {
+        Ok(i) => i,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")),
+    };
+    let result = match (&q.jti, &q.subject) {
+        (Some(jti), None) => rt.revocations.unrevoke_token(&issuer, jti).await,
+        (None, Some(subject)) => rt.revocations.unrevoke_subject(&issuer, subject).await,
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "give exactly one of jti and subject\n".into(),
+            );
+        }
+    };
+    match result {
+        Ok(true) => (StatusCode::OK, "removed\n".into()),
+        Ok(false) => (StatusCode::NOT_FOUND, "no such revocation\n".into()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod accesslog;
 mod admin;
+mod auth;
 pub mod body;
 pub mod forwarded;
 pub mod framing;

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, StatusCode};
+use rampart_auth::revocation::MemoryRevocations;
+use rampart_auth::{AuthSettings, Authenticate, Provider, TokenCache};
 use rampart_config::{
-    Config, ConfigError, ConfigErrors, Location, RateAlgorithm, RateLimitPolicy, RedisStore,
-    StoreFailure, StoreKind,
+    AuthProvider, Config, ConfigError, ConfigErrors, Location, RateAlgorithm, RateLimitPolicy,
+    RedisStore, StoreFailure, StoreKind,
 };
 use rampart_core::{Chain, Clock, Defense, FailureMode, SystemClock};
 use rampart_ratelimit::{Audience, BanRule, KeyPart, Policy, PolicySettings, RateLimit, Spec};
@@ -44,6 +46,11 @@ pub struct Runtime {
     pub rate_policies: HashMap<String, (RateLimitPolicy, Arc<Policy>)>,
     /// The time origin of rate-limit decisions, the same for every runtime of a process.
     pub origin: Instant,
+    /// Token providers by name, with the settings they were built from; a reload keeps a
+    /// provider whose settings did not change (and so its fetched keys).
+    pub auth_providers: HashMap<String, (AuthProvider, Arc<Provider>)>,
+    /// Revoked tokens and subjects, the same for every runtime of a process.
+    pub revocations: Arc<MemoryRevocations>,
 }
 
 /// A compiled route.
@@ -118,6 +125,14 @@ impl Runtime {
         let rate_policies = rate_policies(config, previous, &clock, |e| {
             errors.push(ConfigError::at(file, Location::UNKNOWN, e));
         });
+        let auth_providers = crate::auth::providers(config, file, previous, &mut errors);
+        // Verified tokens are cached per runtime (a reload may change what a provider
+        // accepts); revocations live as long as the process.
+        let token_cache = Arc::new(TokenCache::new(100_000, Duration::from_secs(300)));
+        let revocations = previous.map_or_else(
+            || Arc::new(MemoryRevocations::new(1_000_000)),
+            |p| p.revocations.clone(),
+        );
         let mut listeners = HashMap::new();
         for l in &config.listeners {
             let mut rt = ListenerRuntime {
@@ -163,18 +178,6 @@ impl Runtime {
 
         let mut routes = Vec::new();
         for r in &config.routes {
-            // Until the token layer is wired in, a route that asks for it must not run
-            // unprotected: refuse the configuration.
-            if r.auth.is_some() {
-                errors.push(ConfigError::at(
-                    file,
-                    r.name.referenced,
-                    format!(
-                        "route {:?}: auth is not available in this build yet",
-                        r.name.value
-                    ),
-                ));
-            }
             let (path, template, loc) = match (&r.matcher.path, &r.matcher.prefix) {
                 (Some(p), _) => match PathMatch::parse_path(&p.value) {
                     Ok(m) => (m, p.value.clone(), p.referenced),
@@ -207,15 +210,34 @@ impl Runtime {
                     f.deny.clone(),
                 )));
             }
-            // Per-IP limits run before any credential is parsed; the policies themselves
-            // choose their keys.
-            let limits: Vec<Arc<Policy>> = r
+            // Limits that do not need the client's identity run before any credential is
+            // parsed (no cryptography for a flood); the others after authentication.
+            let (after_auth, before_auth): (Vec<Arc<Policy>>, Vec<Arc<Policy>>) = r
                 .rate_limit
                 .iter()
                 .filter_map(|n| rate_policies.get(&n.value).map(|(_, p)| p.clone()))
-                .collect();
-            if !limits.is_empty() {
-                defenses.push(Arc::new(RateLimit::new(limits, clock.clone(), origin)));
+                .partition(|p| p.needs_identity());
+            if !before_auth.is_empty() {
+                defenses.push(Arc::new(RateLimit::new(before_auth, clock.clone(), origin)));
+            }
+            if let Some(auth) = &r.auth {
+                let providers: Vec<Arc<Provider>> = auth
+                    .providers
+                    .iter()
+                    .filter_map(|n| auth_providers.get(&n.value).map(|(_, p)| p.clone()))
+                    .collect();
+                defenses.push(Arc::new(Authenticate::new(AuthSettings {
+                    providers,
+                    scopes: auth.scopes.clone(),
+                    optional: auth.optional,
+                    realm: "rampart".into(),
+                    cache: token_cache.clone(),
+                    revocations: Some(revocations.clone()),
+                    clock: clock.clone(),
+                })));
+            }
+            if !after_auth.is_empty() {
+                defenses.push(Arc::new(RateLimit::new(after_auth, clock.clone(), origin)));
             }
             let failure_mode = match r.failure_mode {
                 rampart_config::FailureMode::Closed => FailureMode::Closed,
@@ -261,6 +283,8 @@ impl Runtime {
             config: config.clone(),
             rate_policies,
             origin,
+            auth_providers,
+            revocations,
         })
     }
 

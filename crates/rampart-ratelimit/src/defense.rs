@@ -277,6 +277,13 @@ impl Policy {
         self.banning
     }
 
+    /// Whether the policy needs to know who the client is (its key has `subject`, or it
+    /// applies to anonymous or authenticated clients only): such a policy runs after
+    /// authentication, the others before it (before any cryptography).
+    pub fn needs_identity(&self) -> bool {
+        self.audience != Audience::All || self.key.contains(&KeyPart::Subject)
+    }
+
     /// Whether the policy's state is shared with other gateways.
     pub fn is_shared(&self) -> bool {
         matches!(self.store, Backend::Shared(_))

@@ -134,7 +134,11 @@ fn load(path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 fn validate(path: &Path) -> anyhow::Result<ExitCode> {
-    let checked = load(path).and_then(|c| rampart_proxy::Runtime::compile(&c, path).map(drop));
+    // Compiling builds key stores, which start their fetches on a runtime; validation
+    // does not wait for them.
+    let rt = runtime(Some(1))?;
+    let checked = load(path)
+        .and_then(|c| rt.block_on(async { rampart_proxy::Runtime::compile(&c, path).map(drop) }));
     match checked {
         Ok(()) => {
             println!("{}: OK", path.display());

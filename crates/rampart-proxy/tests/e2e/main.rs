@@ -7,6 +7,7 @@
     clippy::indexing_slicing
 )]
 
+mod auth;
 mod common;
 mod fleet;
 mod hygiene;

@@ -1,0 +1,552 @@
+//! The authentication defense: bearer tokens (RFC 6750) verified on a route's
+//! `request_head`.
+//!
+//! A route names one or more [`Provider`]s. The defense finds the token where the providers
+//! say (the `Authorization: Bearer` header by default; a header, a cookie or, only when
+//! configured, a query parameter), picks the provider by the token's issuer, verifies it
+//! ([`Verifier`]: strict parse, key bound to its algorithm, signature, claims), checks
+//! revocation and the route's scopes, and puts the [`Identity`] in the request context for
+//! later layers (per-identity rate limits, authorization). Claims can be forwarded to the
+//! upstream as headers; incoming copies of those headers are always removed first, so a
+//! client cannot forge them.
+//!
+//! Refusals follow RFC 6750 §3: no credentials is `401` with a bare `WWW-Authenticate:
+//! Bearer realm="..."`; a bad token is `401` with `error="invalid_token"`; a request that
+//! carries credentials in two places is `400` `invalid_request`; missing scopes is `403`
+//! `insufficient_scope` with the scopes needed. Every refusal carries a stable reason code
+//! ([`Rejection::reason`], `missing_token`, `revoked`, ...) for the security-event log and
+//! the metrics, and names the provider as the rule. Tokens are never logged: the context
+//! carries a short SHA-256 of the credential.
+//!
+//! Verified tokens are cached ([`TokenCache`], keyed by the token's SHA-256, bounded, each
+//! entry living no longer than its token), so a returning token costs a hash and a lookup.
+//! Revocation is checked on every request, cached or not.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rampart_core::http_reexport::header::{
+    AUTHORIZATION, COOKIE, HeaderName, HeaderValue, WWW_AUTHENTICATE,
+};
+use rampart_core::http_reexport::{StatusCode, request::Parts};
+use rampart_core::{
+    Clock, Decision, DefenseError, Identity, Interruption, Outcome, RequestContext, Verdict,
+};
+
+use crate::jwks::{KeyStore, Lookup};
+use crate::keys::KeySet;
+use crate::rejection::Rejection;
+use crate::revocation::{RevocationStore, TokenFacts};
+use crate::token;
+use crate::verify::{Verifier, short_hex, token_hash};
+
+/// The layer name in logs and metrics.
+pub const LAYER: &str = "auth";
+
+/// Where a provider's tokens are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenFrom {
+    /// `Authorization: Bearer <token>` (RFC 6750 §2.1).
+    Bearer,
+    /// A header holding the bare token.
+    Header(HeaderName),
+    /// A cookie.
+    Cookie(String),
+    /// A query parameter (RFC 6750 §2.3).
+    Query(String),
+}
+
+/// Where a provider's keys are.
+#[derive(Debug, Clone)]
+pub enum ProviderKeys {
+    /// A fixed set (a JWKS file, an HMAC secret).
+    Static(Arc<KeySet>),
+    /// Fetched and kept current (a JWKS URL or discovery).
+    Fetched(Arc<KeyStore>),
+}
+
+/// One token issuer as a route sees it.
+#[derive(Debug)]
+pub struct Provider {
+    name: Arc<str>,
+    verifier: Verifier,
+    keys: ProviderKeys,
+    token_from: TokenFrom,
+    forward: Vec<(String, HeaderName)>,
+}
+
+impl Provider {
+    /// A provider named `name` (the configuration's key) verifying with `verifier` against
+    /// `keys`, reading tokens from `token_from` and forwarding the claims in `forward`
+    /// (claim name, header) to the upstream.
+    pub fn new(
+        name: &str,
+        verifier: Verifier,
+        keys: ProviderKeys,
+        token_from: TokenFrom,
+        forward: Vec<(String, HeaderName)>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            verifier,
+            keys,
+            token_from,
+            forward,
+        }
+    }
+
+    /// The provider's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The issuer its tokens carry.
+    pub fn issuer(&self) -> &str {
+        self.verifier.policy().issuer()
+    }
+
+    /// Its key store, when its keys are fetched.
+    pub fn key_store(&self) -> Option<&Arc<KeyStore>> {
+        match &self.keys {
+            ProviderKeys::Fetched(s) => Some(s),
+            ProviderKeys::Static(_) => None,
+        }
+    }
+
+    /// Verifies `token` at `now` (seconds since the Unix epoch), fetching the provider's
+    /// keys again once for a `kid` it does not know (the key store rate-limits that).
+    async fn verify(&self, token: &str, now: u64) -> Result<crate::Verified, Rejection> {
+        match &self.keys {
+            ProviderKeys::Static(keys) => self.verifier.verify(token, keys, now),
+            ProviderKeys::Fetched(store) => {
+                let first = self.verifier.verify(token, &store.current(), now);
+                if !matches!(first, Err(Rejection::UnknownKid)) {
+                    return first;
+                }
+                let kid = token::parse_jws(token, self.verifier.options())?
+                    .kid()
+                    .map(str::to_owned);
+                match kid {
+                    Some(kid) => match store.key_for(&kid).await {
+                        Lookup::Found(keys) => self.verifier.verify(token, &keys, now),
+                        Lookup::Unknown => Err(Rejection::UnknownKid),
+                    },
+                    None => first,
+                }
+            }
+        }
+    }
+}
+
+/// What a verified token established, cached by the token's hash.
+#[derive(Debug)]
+struct Established {
+    provider: Arc<str>,
+    identity: Identity,
+    issued_at: Option<u64>,
+    jti: Option<String>,
+    /// Claims to forward, as (header, value).
+    forwarded: Vec<(HeaderName, HeaderValue)>,
+    /// Valid until then (seconds since the Unix epoch): `exp` plus the leeway.
+    valid_until: u64,
+}
+
+/// Verified tokens by SHA-256, shared by every route of a runtime.
+pub struct TokenCache {
+    inner: moka::sync::Cache<[u8; 32], Arc<Established>>,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("entries", &self.inner.entry_count())
+            .finish()
+    }
+}
+
+impl TokenCache {
+    /// A cache of at most `capacity` tokens, each kept at most `max_age` (and never past
+    /// its token's expiry: that is checked on every hit).
+    pub fn new(capacity: u64, max_age: Duration) -> Self {
+        Self {
+            inner: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(max_age)
+                .build(),
+        }
+    }
+}
+
+/// The authentication defense of one route.
+pub struct Authenticate {
+    providers: Vec<Arc<Provider>>,
+    scopes: Vec<String>,
+    optional: bool,
+    realm: String,
+    cache: Arc<TokenCache>,
+    revocations: Option<Arc<dyn RevocationStore>>,
+    /// Every header some provider of the route forwards, removed from every request.
+    strip: Vec<HeaderName>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Authenticate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticate")
+            .field("providers", &self.providers)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+/// Everything an [`Authenticate`] is made of.
+pub struct AuthSettings {
+    /// The accepted providers.
+    pub providers: Vec<Arc<Provider>>,
+    /// Scopes a token must all carry.
+    pub scopes: Vec<String>,
+    /// Requests without credentials pass, anonymous.
+    pub optional: bool,
+    /// The `realm` of `WWW-Authenticate`.
+    pub realm: String,
+    /// The shared cache of verified tokens.
+    pub cache: Arc<TokenCache>,
+    /// Revoked tokens and subjects.
+    pub revocations: Option<Arc<dyn RevocationStore>>,
+    /// Wall time.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A credential found in a request.
+enum Found<'r> {
+    None,
+    One(&'r str, usize),
+    /// Credentials in several places, or a malformed `Authorization` header.
+    Invalid(&'static str),
+}
+
+impl Authenticate {
+    /// The defense for `s`.
+    pub fn new(s: AuthSettings) -> Self {
+        let mut strip: Vec<HeaderName> = s
+            .providers
+            .iter()
+            .flat_map(|p| p.forward.iter().map(|(_, h)| h.clone()))
+            .collect();
+        strip.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        strip.dedup();
+        Self {
+            providers: s.providers,
+            scopes: s.scopes,
+            optional: s.optional,
+            realm: s.realm,
+            cache: s.cache,
+            revocations: s.revocations,
+            strip,
+            clock: s.clock,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.clock
+            .wall()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    /// The token, and the index of the provider whose source found it.
+    fn find<'r>(&self, head: &'r Parts) -> Found<'r> {
+        let mut found: Option<(&'r str, usize)> = None;
+        for (i, p) in self.providers.iter().enumerate() {
+            let got = match &p.token_from {
+                TokenFrom::Bearer => match bearer(head) {
+                    Ok(t) => t,
+                    Err(why) => return Found::Invalid(why),
+                },
+                TokenFrom::Header(name) => {
+                    let mut values = head.headers.get_all(name).iter();
+                    match (values.next(), values.next()) {
+                        (None, _) => None,
+                        (Some(v), None) => match v.to_str() {
+                            Ok(s) if !s.is_empty() => Some(s.trim()),
+                            _ => return Found::Invalid("malformed token header"),
+                        },
+                        (Some(_), Some(_)) => return Found::Invalid("token header repeated"),
+                    }
+                }
+                TokenFrom::Cookie(name) => cookie(head, name),
+                TokenFrom::Query(name) => query(head, name),
+            };
+            if let Some(t) = got {
+                match found {
+                    Some((other, _)) if other != t => {
+                        return Found::Invalid("credentials in more than one place");
+                    }
+                    Some(_) => {}
+                    None => found = Some((t, i)),
+                }
+            }
+        }
+        match found {
+            Some((t, i)) => Found::One(t, i),
+            None => Found::None,
+        }
+    }
+
+    fn challenge(&self, error: Option<(&str, &str)>, scope: Option<&str>) -> HeaderValue {
+        let mut v = format!("Bearer realm=\"{}\"", self.realm);
+        if let Some((code, description)) = error {
+            v.push_str(&format!(
+                ", error=\"{code}\", error_description=\"{description}\""
+            ));
+        }
+        if let Some(scope) = scope {
+            v.push_str(&format!(", scope=\"{scope}\""));
+        }
+        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+    }
+
+    fn refuse(
+        &self,
+        status: StatusCode,
+        reason: &'static str,
+        provider: Option<&str>,
+        challenge: HeaderValue,
+    ) -> Verdict {
+        let mut i = Interruption::new(status, reason);
+        if let Some(p) = provider {
+            i = i.with_rule(p.to_string());
+        }
+        i.headers.insert(WWW_AUTHENTICATE, challenge);
+        Verdict::Deny(i)
+    }
+
+    fn invalid(&self, r: &Rejection, provider: Option<&str>) -> Verdict {
+        // The description names the class of problem, never the token's contents.
+        let description = match r {
+            Rejection::Expired => "the token expired",
+            Rejection::Revoked => "the token was revoked",
+            Rejection::NotYetValid | Rejection::IatInFuture => "the token is not valid yet",
+            _ => "the token is not valid",
+        };
+        self.refuse(
+            StatusCode::UNAUTHORIZED,
+            r.reason(),
+            provider,
+            self.challenge(Some(("invalid_token", description)), None),
+        )
+    }
+
+    /// Verifies `token` with the provider its issuer names, or the one that found it.
+    async fn establish(
+        &self,
+        token: &str,
+        found_by: usize,
+        now: u64,
+    ) -> Result<Arc<Established>, (Rejection, Option<Arc<str>>)> {
+        let provider = self
+            .pick(token, found_by)
+            .ok_or((Rejection::BadIssuer, None))?;
+        let name = provider.name.clone();
+        let v = provider
+            .verify(token, now)
+            .await
+            .map_err(|r| (r, Some(name.clone())))?;
+        let id = &v.identity;
+        let forwarded = provider
+            .forward
+            .iter()
+            .filter_map(|(claim, header)| {
+                let value = v.claim_str(claim)?;
+                Some((header.clone(), HeaderValue::from_str(&value).ok()?))
+            })
+            .collect();
+        let leeway = provider.verifier.policy().leeway_secs();
+        Ok(Arc::new(Established {
+            provider: name.clone(),
+            identity: Identity {
+                subject: id.subject.clone(),
+                issuer: id.issuer.clone(),
+                provider: name.to_string(),
+                scopes: id.scopes.clone(),
+                roles: id.roles.clone(),
+                client_id: id.client_id.clone(),
+                tier: None,
+                expires_at: id.expires_at,
+            },
+            issued_at: id.issued_at,
+            jti: id.jti.clone(),
+            forwarded,
+            // Without `exp` (a provider that allows it) a token stays cached no longer
+            // than the cache's own maximum age.
+            valid_until: id.expires_at.map_or(u64::MAX, |e| e.saturating_add(leeway)),
+        }))
+    }
+
+    /// With one provider, that one; with several, the one whose issuer the token names
+    /// (read before verification only to choose; the verification checks it again).
+    fn pick(&self, token: &str, found_by: usize) -> Option<&Arc<Provider>> {
+        if self.providers.len() == 1 {
+            return self.providers.first();
+        }
+        let found = self.providers.get(found_by)?;
+        let parsed = token::parse(token, found.verifier.options()).ok()?;
+        let iss = parsed.claims.get("iss")?.as_str()?;
+        self.providers.iter().find(|p| p.issuer() == iss)
+    }
+}
+
+/// The token of an `Authorization: Bearer` header, if there is one.
+fn bearer(head: &Parts) -> Result<Option<&str>, &'static str> {
+    let mut values = head.headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err("Authorization header repeated");
+    }
+    let Ok(value) = value.to_str() else {
+        return Err("malformed Authorization header");
+    };
+    let Some((scheme, token)) = value.split_once(' ') else {
+        // Another scheme without parameters (`Basic`): not ours.
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = token.trim_start_matches(' ');
+    // b64token (RFC 6750 §2.1): letters, digits, -._~+/ and trailing '='.
+    let ok = !token.is_empty()
+        && token
+            .trim_end_matches('=')
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+    if ok {
+        Ok(Some(token))
+    } else {
+        Err("malformed bearer token")
+    }
+}
+
+fn cookie<'r>(head: &'r Parts, name: &str) -> Option<&'r str> {
+    head.headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+        .filter(|v| !v.is_empty())
+}
+
+fn query<'r>(head: &'r Parts, name: &str) -> Option<&'r str> {
+    head.uri
+        .query()?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
+fn has_scopes(granted: &[String], needed: &[String]) -> bool {
+    needed.iter().all(|n| granted.iter().any(|g| g == n))
+}
+
+#[async_trait]
+impl rampart_core::Defense for Authenticate {
+    fn name(&self) -> &'static str {
+        LAYER
+    }
+
+    async fn request_head(
+        &self,
+        ctx: &mut RequestContext,
+        head: &mut Parts,
+    ) -> Result<Verdict, DefenseError> {
+        for h in &self.strip {
+            head.headers.remove(h);
+        }
+        let (token, found_by) = match self.find(head) {
+            Found::One(t, i) => (t.to_owned(), i),
+            Found::Invalid(why) => {
+                return Ok(self.refuse(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    None,
+                    self.challenge(Some(("invalid_request", why)), None),
+                ));
+            }
+            Found::None if self.optional => return Ok(Verdict::Continue),
+            Found::None => {
+                return Ok(self.refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "missing_token",
+                    None,
+                    self.challenge(None, None),
+                ));
+            }
+        };
+        let now = self.now();
+        let hash = token_hash(&token);
+        ctx.credential = Some(short_hex(&hash).into());
+        let cached = self
+            .cache
+            .inner
+            .get(&hash)
+            .filter(|e| e.valid_until > now)
+            .filter(|e| self.providers.iter().any(|p| p.name == e.provider));
+        let established = match cached {
+            Some(e) => e,
+            None => match self.establish(&token, found_by, now).await {
+                Ok(e) => {
+                    self.cache.inner.insert(hash, e.clone());
+                    e
+                }
+                Err((r, provider)) => return Ok(self.invalid(&r, provider.as_deref())),
+            },
+        };
+        if let Some(store) = &self.revocations {
+            let facts = TokenFacts {
+                issuer: &established.identity.issuer,
+                subject: &established.identity.subject,
+                jti: established.jti.as_deref(),
+                issued_at: established.issued_at,
+            };
+            let revoked = store
+                .is_revoked(facts, now)
+                .await
+                .map_err(|e| DefenseError::new(LAYER, format!("revocation store: {e}")))?;
+            if revoked {
+                return Ok(self.invalid(&Rejection::Revoked, Some(&established.provider)));
+            }
+        }
+        if !has_scopes(&established.identity.scopes, &self.scopes) {
+            let needed = self.scopes.join(" ");
+            return Ok(self.refuse(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                Some(&established.provider),
+                self.challenge(
+                    Some(("insufficient_scope", "the token lacks a required scope")),
+                    Some(&needed),
+                ),
+            ));
+        }
+        for (header, value) in &established.forwarded {
+            head.headers.insert(header.clone(), value.clone());
+        }
+        ctx.record(Decision {
+            layer: LAYER,
+            outcome: Outcome::Allow,
+            reason: Cow::Borrowed("authenticated"),
+            rule_id: Some(Cow::Owned(established.provider.to_string())),
+        });
+        ctx.identity = Some(established.identity.clone());
+        Ok(Verdict::Continue)
+    }
+}

@@ -1,0 +1,324 @@
+//! Bearer tokens end to end: a mock OpenID provider on loopback (discovery, JWKS, rotation,
+//! outages), the gateway in front of the mock upstream.
+
+use std::time::Duration;
+
+use rampart_test_support::client::{http1_get, http1_request};
+use rampart_test_support::idp::{KeyAlg, MockIdp, SigningKey};
+use rampart_test_support::upstream::MockUpstream;
+
+use crate::common::{TempDir, config, echo, log_lines, metrics, start};
+
+fn routes(idp: &MockIdp, cooldown: &str) -> String {
+    format!(
+        r#"
+auth_providers:
+  corp:
+    issuer: "{issuer}"
+    audiences: [rampart]
+    typ: at+jwt
+    jwks: {{ discovery: true, refetch_cooldown: {cooldown} }}
+    forward_claims: {{ sub: x-user-id, scope: x-user-scopes }}
+routes:
+  - name: orders
+    match: {{ prefix: /orders }}
+    upstream: up
+    auth: {{ providers: [corp], scopes: ["orders:read"] }}
+  - name: public
+    match: {{ prefix: /public }}
+    upstream: up
+    auth: {{ providers: [corp], optional: true }}
+"#,
+        issuer = idp.issuer()
+    )
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn reason(body: &[u8]) -> String {
+    echo(body)["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn tokens_are_required_verified_scoped_and_their_claims_forwarded() {
+    let idp = MockIdp::start().await;
+    let up = MockUpstream::start().await;
+    let dir = TempDir::new();
+    let gw = start(&config(up.addr, &dir.path("a.log"), &routes(&idp, "30s"))).await;
+    let addr = gw.listener_addr("http").unwrap();
+
+    // No credentials: 401 with a bare challenge (RFC 6750 §3.1), even with a forged
+    // identity header.
+    let r = http1_get(addr, "/orders/1", &[("x-user-id", "admin")]).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"rampart\"");
+    assert_eq!(reason(r.body()), "missing_token");
+    assert_eq!(up.requests(), 0);
+
+    // A valid token: the upstream sees the verified subject, not the forged one.
+    let token = idp.token("alice", "orders:read profile");
+    let auth = bearer(&token);
+    let r = http1_get(
+        addr,
+        "/orders/1",
+        &[("authorization", &auth), ("x-user-id", "admin")],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let seen = echo(r.body());
+    assert_eq!(seen["headers"]["x-user-id"], "alice");
+    assert_eq!(seen["headers"]["x-user-scopes"], "orders:read profile");
+
+    // The right issuer but not the scope: 403 insufficient_scope naming the scope.
+    let r = http1_get(
+        addr,
+        "/orders/1",
+        &[("authorization", &bearer(&idp.token("bob", "profile")))],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(challenge.contains("scope=\"orders:read\""), "{challenge}");
+
+    // Expired, tampered, wrong audience, unpublished key: 401 invalid_token, each with
+    // its reason.
+    let mut expired = idp.claims("carol", "orders:read");
+    expired["exp"] = serde_json::json!(1_000_000_000);
+    expired["iat"] = serde_json::json!(999_999_000);
+    let mut other_aud = idp.claims("dave", "orders:read");
+    other_aud["aud"] = serde_json::json!("someone-else");
+    let stranger = SigningKey::generate_with_kid(KeyAlg::Rs256, idp.current_key().kid());
+    let forged = idp.mint_with(
+        &serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": stranger.kid()}),
+        &idp.claims("mallory", "orders:read"),
+        &stranger,
+    );
+    let mut tampered: Vec<&str> = token.split('.').collect();
+    let evil_payload =
+        base64_url(&serde_json::to_vec(&idp.claims("mallory", "orders:read")).unwrap());
+    tampered[1] = &evil_payload;
+    let tampered = tampered.join(".");
+    for (t, why) in [
+        (idp.mint(&expired), "expired"),
+        (idp.mint(&other_aud), "bad_audience"),
+        (forged, "bad_signature"),
+        (tampered, "bad_signature"),
+        ("not.a.jwt".to_string(), "bad_encoding"),
+    ] {
+        let r = http1_get(addr, "/orders/1", &[("authorization", &bearer(&t))]).await;
+        assert_eq!(r.status(), 401, "{why}");
+        assert_eq!(reason(r.body()), why);
+        let challenge = r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            challenge.starts_with("Bearer realm=\"rampart\", error=\"invalid_token\""),
+            "{challenge}"
+        );
+    }
+    // Two Authorization headers: 400 invalid_request.
+    let r = http1_get(
+        addr,
+        "/orders/1",
+        &[("authorization", &auth), ("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+
+    // An optional route lets anonymous requests through and still refuses bad tokens.
+    assert_eq!(http1_get(addr, "/public/x", &[]).await.status(), 200);
+    let r = http1_get(addr, "/public/x", &[("authorization", "Bearer x.y.z")]).await;
+    assert_eq!(r.status(), 401);
+
+    assert_eq!(
+        up.requests(),
+        2,
+        "only the admitted requests reached the upstream"
+    );
+    let m = metrics(gw.admin_addr()).await;
+    for needle in [
+        r#"rampart_auth_rejections_total{provider="none",reason="missing_token"} 1"#,
+        r#"rampart_auth_rejections_total{provider="corp",reason="expired"} 1"#,
+        r#"rampart_auth_rejections_total{provider="corp",reason="bad_signature"} 2"#,
+        r#"rampart_denials_total{layer="auth",reason="insufficient_scope"} 1"#,
+    ] {
+        assert!(m.contains(needle), "{needle} not in\n{m}");
+    }
+    // The log names the subject and a hash of the token, never the token.
+    let lines = log_lines(&dir.path("a.log"), 10).await;
+    let text: String = lines.iter().map(|l| l.to_string()).collect();
+    assert!(!text.contains(&token), "a token reached the log");
+    let ok = lines
+        .iter()
+        .find(|l| l["user.id"] == "alice")
+        .expect("an access line with the subject");
+    assert_eq!(
+        ok["rampart.credential.hash"].as_str().map(str::len),
+        Some(16)
+    );
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn key_rotation_kid_floods_and_an_identity_provider_outage() {
+    let idp = MockIdp::start().await;
+    let up = MockUpstream::start().await;
+    let dir = TempDir::new();
+    let gw = start(&config(up.addr, &dir.path("a.log"), &routes(&idp, "1h"))).await;
+    let addr = gw.listener_addr("http").unwrap();
+    let get = |token: String| async move {
+        http1_get(addr, "/orders/1", &[("authorization", &bearer(&token))]).await
+    };
+    assert_eq!(get(idp.token("alice", "orders:read")).await.status(), 200);
+    let fetches = idp.jwks_fetches();
+
+    // The provider rotates: a token under the new kid is accepted on first use, after one
+    // fetch (even though the refetch cooldown of an hour has not passed since startup:
+    // the first unknown kid is always worth one fetch).
+    idp.rotate(true);
+    assert_eq!(get(idp.token("alice", "orders:read")).await.status(), 200);
+    assert_eq!(idp.jwks_fetches(), fetches + 1, "one fetch for the new kid");
+
+    // A flood of random kids: refused, and the identity provider is not hammered.
+    let stranger = SigningKey::generate(KeyAlg::Rs256);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let t = idp.mint_with(
+            &serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": format!("random-{i}")}),
+            &idp.claims("mallory", "orders:read"),
+            &stranger,
+        );
+        tasks.spawn(get(t));
+    }
+    while let Some(r) = tasks.join_next().await {
+        let r = r.unwrap();
+        assert_eq!(r.status(), 401);
+        assert_eq!(reason(r.body()), "unknown_kid");
+    }
+    assert!(
+        idp.jwks_fetches() <= fetches + 1,
+        "the kid flood caused {} fetches",
+        idp.jwks_fetches() - fetches - 1
+    );
+
+    // The identity provider goes down: the last good keys keep serving.
+    idp.set_down(true);
+    assert_eq!(get(idp.token("bob", "orders:read")).await.status(), 200);
+    idp.set_down(false);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn revoked_tokens_and_subjects_are_refused_until_the_revocation_is_removed() {
+    let idp = MockIdp::start().await;
+    let up = MockUpstream::start().await;
+    let dir = TempDir::new();
+    let gw = start(&config(up.addr, &dir.path("a.log"), &routes(&idp, "30s"))).await;
+    let (addr, admin) = (gw.listener_addr("http").unwrap(), gw.admin_addr());
+    let claims = idp.claims("alice", "orders:read");
+    let jti = claims["jti"].as_str().unwrap().to_string();
+    let token = idp.mint(&claims);
+    let auth = bearer(&token);
+    assert_eq!(
+        http1_get(addr, "/orders/1", &[("authorization", &auth)])
+            .await
+            .status(),
+        200
+    );
+
+    let post = |body: serde_json::Value| {
+        http::Request::post("/revocations")
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.to_string(),
+            )))
+            .unwrap()
+    };
+    let r = http1_request(
+        admin,
+        post(serde_json::json!({"provider": "corp", "jti": jti})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    // Cached or not, the revoked token is refused from now on.
+    let r = http1_get(addr, "/orders/1", &[("authorization", &auth)]).await;
+    assert_eq!(
+        (r.status().as_u16(), reason(r.body())),
+        (401, "revoked".to_string())
+    );
+    // Another token of the same subject is not affected...
+    let fresh = bearer(&idp.token("alice", "orders:read"));
+    assert_eq!(
+        http1_get(addr, "/orders/1", &[("authorization", &fresh)])
+            .await
+            .status(),
+        200
+    );
+    // ...until every token of the subject issued before now is cut off.
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let r = http1_request(
+        admin,
+        post(serde_json::json!({"issuer": idp.issuer(), "subject": "alice", "before": later})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http1_get(addr, "/orders/1", &[("authorization", &fresh)]).await;
+    assert_eq!(reason(r.body()), "revoked");
+    let bob = bearer(&idp.token("bob", "orders:read"));
+    assert_eq!(
+        http1_get(addr, "/orders/1", &[("authorization", &bob)])
+            .await
+            .status(),
+        200
+    );
+
+    let list = echo(http1_get(admin, "/revocations", &[]).await.body());
+    assert_eq!(list["tokens"][0]["jti"], jti.as_str());
+    assert_eq!(list["subjects"][0]["subject"], "alice");
+    // Bad requests are refused with a reason.
+    let r = http1_request(admin, post(serde_json::json!({"provider": "corp"})))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let delete = http::Request::delete("/revocations?provider=corp&subject=alice")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    assert_eq!(http1_request(admin, delete).await.unwrap().status(), 200);
+    assert_eq!(
+        http1_get(addr, "/orders/1", &[("authorization", &fresh)])
+            .await
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
