@@ -347,7 +347,9 @@ fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
             bad("hmac_secret_file is set but no HS* algorithm is allowed".into());
         }
         match &p.jwks {
-            None if public => bad("public-key algorithms need jwks (file, url or discovery)".into()),
+            None if public => {
+                bad("public-key algorithms need jwks (file, url or discovery)".into())
+            }
             None => {}
             Some(j) => {
                 let sources = usize::from(j.file.is_some())
@@ -361,8 +363,14 @@ fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
                 {
                     bad(format!("jwks.url {u:?} is not an http(s) URL"));
                 }
-                if j.timeout.0.is_zero() || j.refetch_cooldown.0.is_zero() || j.refresh_interval.0.is_zero() {
-                    bad("jwks timeout, refetch_cooldown and refresh_interval must be above 0".into());
+                if j.timeout.0.is_zero()
+                    || j.refetch_cooldown.0.is_zero()
+                    || j.refresh_interval.0.is_zero()
+                {
+                    bad(
+                        "jwks timeout, refetch_cooldown and refresh_interval must be above 0"
+                            .into(),
+                    );
                 }
             }
         }
@@ -384,7 +392,9 @@ fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
         }
         for header in p.forward_claims.values() {
             if http_header_name_invalid(header) {
-                bad(format!("forward_claims: {header:?} is not a valid header name"));
+                bad(format!(
+                    "forward_claims: {header:?} is not a valid header name"
+                ));
             }
         }
     }
@@ -402,7 +412,10 @@ fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
                 if !config.auth_providers.contains_key(&p.value) {
                     err(
                         p.referenced,
-                        format!("route {:?}: unknown auth provider {:?}", r.name.value, p.value),
+                        format!(
+                            "route {:?}: unknown auth provider {:?}",
+                            r.name.value, p.value
+                        ),
                     );
                 }
             }

@@ -288,8 +288,14 @@ auth_providers:
     let c = parse_str(&ok).expect("valid");
     let corp = &c.auth_providers["corp"];
     assert_eq!(corp.leeway.0.as_secs(), 60);
-    assert_eq!(corp.algorithms, ["RS256", "PS256", "ES256", "ES384", "EdDSA"]);
+    assert_eq!(
+        corp.algorithms,
+        ["RS256", "PS256", "ES256", "ES384", "EdDSA"]
+    );
     let jwks = corp.jwks.as_ref().expect("jwks");
     assert_eq!(jwks.refetch_cooldown.0.as_secs(), 30);
-    assert_eq!(c.routes[0].auth.as_ref().expect("auth").scopes, ["users:read"]);
+    assert_eq!(
+        c.routes[0].auth.as_ref().expect("auth").scopes,
+        ["users:read"]
+    );
 }
