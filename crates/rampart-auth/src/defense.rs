@@ -35,6 +35,7 @@ use rampart_core::{
     Clock, Decision, DefenseError, Identity, Interruption, Outcome, RequestContext, Verdict,
 };
 
+use crate::apikeys::ApiKeys;
 use crate::jwks::{KeyStore, Lookup};
 use crate::keys::KeySet;
 use crate::rejection::Rejection;
@@ -189,6 +190,7 @@ pub struct Authenticate {
     revocations: Option<Arc<dyn RevocationStore>>,
     /// Every header some provider of the route forwards, removed from every request.
     strip: Vec<HeaderName>,
+    api_keys: Option<(HeaderName, Arc<ApiKeys>)>,
     clock: Arc<dyn Clock>,
 }
 
@@ -215,14 +217,16 @@ pub struct AuthSettings {
     pub cache: Arc<TokenCache>,
     /// Revoked tokens and subjects.
     pub revocations: Option<Arc<dyn RevocationStore>>,
+    /// API keys accepted on the route, and the header that carries them.
+    pub api_keys: Option<(HeaderName, Arc<ApiKeys>)>,
     /// Wall time.
     pub clock: Arc<dyn Clock>,
 }
 
 /// A credential found in a request.
-enum Found<'r> {
+enum Found {
     None,
-    One(&'r str, usize),
+    One(String, usize),
     /// Credentials in several places, or a malformed `Authorization` header.
     Invalid(&'static str),
 }
@@ -235,6 +239,8 @@ impl Authenticate {
             .iter()
             .flat_map(|p| p.forward.iter().map(|(_, h)| h.clone()))
             .collect();
+        // The API key is a credential for the gateway: it does not go upstream.
+        strip.extend(s.api_keys.iter().map(|(h, _)| h.clone()));
         strip.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         strip.dedup();
         Self {
@@ -245,6 +251,7 @@ impl Authenticate {
             cache: s.cache,
             revocations: s.revocations,
             strip,
+            api_keys: s.api_keys,
             clock: s.clock,
         }
     }
@@ -257,8 +264,8 @@ impl Authenticate {
     }
 
     /// The token, and the index of the provider whose source found it.
-    fn find<'r>(&self, head: &'r Parts) -> Found<'r> {
-        let mut found: Option<(&'r str, usize)> = None;
+    fn find(&self, head: &Parts) -> Found {
+        let mut found: Option<(&str, usize)> = None;
         for (i, p) in self.providers.iter().enumerate() {
             let got = match &p.token_from {
                 TokenFrom::Bearer => match bearer(head) {
@@ -290,12 +297,19 @@ impl Authenticate {
             }
         }
         match found {
-            Some((t, i)) => Found::One(t, i),
+            Some((t, i)) => Found::One(t.to_owned(), i),
             None => Found::None,
         }
     }
 
     fn challenge(&self, error: Option<(&str, &str)>, scope: Option<&str>) -> HeaderValue {
+        if self.providers.is_empty()
+            && let Some((header, _)) = &self.api_keys
+        {
+            let v = format!("ApiKey realm=\"{}\", header=\"{header}\"", self.realm);
+            return HeaderValue::from_str(&v)
+                .unwrap_or_else(|_| HeaderValue::from_static("ApiKey"));
+        }
         let mut v = format!("Bearer realm=\"{}\"", self.realm);
         if let Some((code, description)) = error {
             v.push_str(&format!(
@@ -398,6 +412,54 @@ impl Authenticate {
     }
 }
 
+impl Authenticate {
+    /// The verdict for a presented API key: its identity, or 401.
+    fn api_key(&self, ctx: &mut RequestContext, key: &[u8]) -> Verdict {
+        let Some((_, keys)) = &self.api_keys else {
+            return Verdict::Continue;
+        };
+        ctx.credential = Some(short_hex(&crate::apikeys::digest(key)).into());
+        let Some(found) = keys.lookup(key) else {
+            let mut i = Interruption::new(StatusCode::UNAUTHORIZED, "invalid_api_key")
+                .with_rule("api_keys".to_string());
+            i.headers.insert(
+                WWW_AUTHENTICATE,
+                self.challenge(Some(("invalid_token", "the API key is not valid")), None),
+            );
+            return Verdict::Deny(i);
+        };
+        if !has_scopes(&found.scopes, &self.scopes) {
+            let needed = self.scopes.join(" ");
+            return self.refuse(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                Some("api_keys"),
+                self.challenge(
+                    Some(("insufficient_scope", "the key lacks a required scope")),
+                    Some(&needed),
+                ),
+            );
+        }
+        ctx.record(Decision {
+            layer: LAYER,
+            outcome: Outcome::Allow,
+            reason: Cow::Borrowed("authenticated"),
+            rule_id: Some(Cow::Borrowed("api_keys")),
+        });
+        ctx.identity = Some(Identity {
+            subject: found.subject.clone(),
+            issuer: "api_key".into(),
+            provider: "api_keys".into(),
+            scopes: found.scopes.clone(),
+            roles: Vec::new(),
+            client_id: None,
+            tier: found.tier.clone(),
+            expires_at: None,
+        });
+        Verdict::Continue
+    }
+}
+
 /// The token of an `Authorization: Bearer` header, if there is one.
 fn bearer(head: &Parts) -> Result<Option<&str>, &'static str> {
     let mut values = head.headers.get_all(AUTHORIZATION).iter();
@@ -468,11 +530,47 @@ impl rampart_core::Defense for Authenticate {
         ctx: &mut RequestContext,
         head: &mut Parts,
     ) -> Result<Verdict, DefenseError> {
-        for h in &self.strip {
-            head.headers.remove(h);
+        let api_key = match &self.api_keys {
+            Some((header, _)) => {
+                let mut values = head.headers.get_all(header).iter();
+                match (values.next(), values.next()) {
+                    (Some(v), None) => Some(v.as_bytes().to_vec()),
+                    (Some(_), Some(_)) => {
+                        return Ok(self.refuse(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_request",
+                            None,
+                            self.challenge(
+                                Some(("invalid_request", "API key header repeated")),
+                                None,
+                            ),
+                        ));
+                    }
+                    (None, _) => None,
+                }
+            }
+            None => None,
+        };
+        let found = self.find(head);
+        if let Some(key) = api_key {
+            for h in &self.strip {
+                head.headers.remove(h);
+            }
+            if matches!(found, Found::One(..)) {
+                return Ok(self.refuse(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    None,
+                    self.challenge(
+                        Some(("invalid_request", "credentials in more than one place")),
+                        None,
+                    ),
+                ));
+            }
+            return Ok(self.api_key(ctx, &key));
         }
-        let (token, found_by) = match self.find(head) {
-            Found::One(t, i) => (t.to_owned(), i),
+        let (token, found_by) = match found {
+            Found::One(t, i) => (t, i),
             Found::Invalid(why) => {
                 return Ok(self.refuse(
                     StatusCode::BAD_REQUEST,
@@ -481,7 +579,12 @@ impl rampart_core::Defense for Authenticate {
                     self.challenge(Some(("invalid_request", why)), None),
                 ));
             }
-            Found::None if self.optional => return Ok(Verdict::Continue),
+            Found::None if self.optional => {
+                for h in &self.strip {
+                    head.headers.remove(h);
+                }
+                return Ok(Verdict::Continue);
+            }
             Found::None => {
                 return Ok(self.refuse(
                     StatusCode::UNAUTHORIZED,
@@ -491,6 +594,9 @@ impl rampart_core::Defense for Authenticate {
                 ));
             }
         };
+        for h in &self.strip {
+            head.headers.remove(h);
+        }
         let now = self.now();
         let hash = token_hash(&token);
         ctx.credential = Some(short_hex(&hash).into());

@@ -399,13 +399,52 @@ fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
         }
     }
 
+    if let Some(a) = &config.api_keys {
+        if http_header_name_invalid(&a.header) {
+            err(
+                Location::UNKNOWN,
+                format!("api_keys.header {:?} is not a valid header name", a.header),
+            );
+        }
+        let mut seen = HashSet::new();
+        for k in &a.keys {
+            let hex = k.sha256.value.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                err(
+                    k.sha256.referenced,
+                    "api key digests are written sha256:<64 hex digits> (the key itself never goes in the file)".into(),
+                );
+            } else if !seen.insert(hex.to_ascii_lowercase()) {
+                err(
+                    k.sha256.referenced,
+                    "this api key digest is listed twice".into(),
+                );
+            }
+            if k.subject.is_empty() {
+                err(k.sha256.referenced, "an api key needs a subject".into());
+            }
+        }
+    }
+
     let mut route_names = BTreeSet::new();
     for r in &config.routes {
         if let Some(auth) = &r.auth {
-            if auth.providers.is_empty() {
+            if auth.providers.is_empty() && !auth.api_keys {
                 err(
                     r.name.referenced,
-                    format!("route {:?}: auth needs at least one provider", r.name.value),
+                    format!(
+                        "route {:?}: auth needs providers, api_keys: true, or both",
+                        r.name.value
+                    ),
+                );
+            }
+            if auth.api_keys && config.api_keys.is_none() {
+                err(
+                    r.name.referenced,
+                    format!(
+                        "route {:?}: api_keys: true needs the top-level api_keys section",
+                        r.name.value
+                    ),
                 );
             }
             for p in &auth.providers {

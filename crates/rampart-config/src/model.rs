@@ -51,6 +51,9 @@ pub struct Config {
     /// Named token providers that routes' `auth` refers to (see docs/AUTH.md).
     #[serde(default)]
     pub auth_providers: BTreeMap<String, AuthProvider>,
+    /// API keys, stored as SHA-256 digests (see docs/AUTH.md).
+    #[serde(default)]
+    pub api_keys: Option<ApiKeysConfig>,
     /// Routes, matched most specific first (see docs/CONFIG.md).
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -378,9 +381,14 @@ pub struct Route {
 #[serde(deny_unknown_fields)]
 pub struct RouteAuth {
     /// Providers (keys of `auth_providers`) whose tokens are accepted, tried by the token's
-    /// issuer. At least one.
+    /// issuer.
+    #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub providers: Vec<Spanned<String>>,
+    /// Accept the API keys of the top-level `api_keys` (default false). A route needs
+    /// providers, API keys, or both.
+    #[serde(default)]
+    pub api_keys: bool,
     /// Scopes the token must all carry (403 `insufficient_scope` otherwise).
     #[serde(default)]
     pub scopes: Vec<String>,
@@ -388,6 +396,36 @@ pub struct RouteAuth {
     /// that presents an invalid token is still refused.
     #[serde(default)]
     pub optional: bool,
+}
+
+/// API keys.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeysConfig {
+    /// The header carrying the key (default `x-api-key`). It is removed before the request
+    /// goes upstream.
+    #[serde(default = "d_api_key_header")]
+    pub header: String,
+    /// The keys.
+    pub keys: Vec<ApiKeyConfig>,
+}
+
+/// One API key: its digest and who it stands for.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// `sha256:<64 hex digits>` of the key (`printf %s "$KEY" | sha256sum`). The key
+    /// itself is never written in the configuration.
+    #[schemars(with = "String")]
+    pub sha256: Spanned<String>,
+    /// The identity it authenticates.
+    pub subject: String,
+    /// Its service tier.
+    #[serde(default)]
+    pub tier: Option<String>,
+    /// Its scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// A JWT issuer whose tokens the gateway verifies.
@@ -639,6 +677,11 @@ pub struct BanConfig {
     /// The longest ban (default 24h).
     #[serde(default = "d_max_ban")]
     pub max_duration: HumanDuration,
+    /// Requests that authentication refuses for a bad token or API key count as refusals
+    /// too (default true), so a client guessing credentials is banned like one flooding.
+    /// In-memory policies only.
+    #[serde(default = "yes")]
+    pub auth_failures: bool,
 }
 
 /// A rate-limiting algorithm.
@@ -758,6 +801,9 @@ fn d_cost() -> u64 {
 }
 fn d_status_429() -> u16 {
     429
+}
+fn d_api_key_header() -> String {
+    "x-api-key".into()
 }
 fn d_algorithms() -> Vec<String> {
     ["RS256", "PS256", "ES256", "ES384", "EdDSA"]

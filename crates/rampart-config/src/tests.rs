@@ -299,3 +299,30 @@ auth_providers:
         ["users:read"]
     );
 }
+
+#[test]
+fn api_keys_are_digests_never_keys() {
+    let yaml = GOOD.to_string()
+        + r#"    auth: { api_keys: true }
+api_keys:
+  keys:
+    - { sha256: "rk_live_the_key_itself", subject: billing }
+    - { sha256: "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", subject: a }
+    - { sha256: "sha256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD", subject: b }
+"#;
+    let errs = parse_str(&yaml).expect_err("invalid").0;
+    let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter().any(|t| t.contains("sha256:<64 hex digits>")),
+        "{text:?}"
+    );
+    assert!(text.iter().any(|t| t.contains("listed twice")), "{text:?}");
+    assert!(errs.iter().all(|e| e.line.is_some()), "{text:?}");
+    let no_section = GOOD.to_string() + "    auth: { api_keys: true }\n";
+    let errs = parse_str(&no_section).expect_err("invalid").0;
+    assert!(
+        errs[0]
+            .message
+            .contains("needs the top-level api_keys section")
+    );
+}

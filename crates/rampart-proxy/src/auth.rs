@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use http::HeaderName;
+use rampart_auth::apikeys::{ApiKey, ApiKeys, parse_digest};
 use rampart_auth::jwks::{JwksOptions, KeySource, KeyStore};
 use rampart_auth::{
     Alg, AlgSet, ClaimsPolicy, Family, KeySet, Provider, ProviderKeys, TokenFrom, Verifier,
@@ -166,4 +167,47 @@ fn build(name: &str, p: &AuthProvider) -> Result<Provider, String> {
 fn header_name(h: &str) -> Result<HeaderName, String> {
     HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
         .map_err(|_| format!("{h:?} is not a header name"))
+}
+
+/// The API keys of `config` and the header that carries them.
+pub(crate) fn api_keys(
+    config: &Config,
+    file: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Option<(HeaderName, Arc<ApiKeys>)> {
+    let a = config.api_keys.as_ref()?;
+    let header = match header_name(&a.header) {
+        Ok(h) => h,
+        Err(e) => {
+            errors.push(ConfigError::at(
+                file,
+                Location::UNKNOWN,
+                format!("api_keys: {e}"),
+            ));
+            return None;
+        }
+    };
+    let mut keys = Vec::with_capacity(a.keys.len());
+    for k in &a.keys {
+        match parse_digest(&k.sha256.value.to_ascii_lowercase()) {
+            Ok(sha256) => keys.push(ApiKey {
+                sha256,
+                subject: k.subject.clone(),
+                tier: k.tier.clone(),
+                scopes: k.scopes.clone(),
+            }),
+            Err(e) => errors.push(ConfigError::at(file, k.sha256.referenced, e)),
+        }
+    }
+    match ApiKeys::new(keys) {
+        Ok(keys) => Some((header, Arc::new(keys))),
+        Err(e) => {
+            errors.push(ConfigError::at(
+                file,
+                Location::UNKNOWN,
+                format!("api_keys: {e}"),
+            ));
+            None
+        }
+    }
 }

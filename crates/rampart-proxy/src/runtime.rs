@@ -126,6 +126,7 @@ impl Runtime {
             errors.push(ConfigError::at(file, Location::UNKNOWN, e));
         });
         let auth_providers = crate::auth::providers(config, file, previous, &mut errors);
+        let api_keys = crate::auth::api_keys(config, file, &mut errors);
         // Verified tokens are cached per runtime (a reload may change what a provider
         // accepts); revocations live as long as the process.
         let token_cache = Arc::new(TokenCache::new(100_000, Duration::from_secs(300)));
@@ -233,6 +234,7 @@ impl Runtime {
                     realm: "rampart".into(),
                     cache: token_cache.clone(),
                     revocations: Some(revocations.clone()),
+                    api_keys: api_keys.clone().filter(|_| auth.api_keys),
                     clock: clock.clone(),
                 })));
             }
@@ -449,6 +451,7 @@ fn policy_settings(name: &str, p: &RateLimitPolicy) -> PolicySettings {
             duration: b.duration.0,
             max_duration: b.max_duration.0,
         }),
+        ban_on_auth_failures: p.ban.as_ref().is_some_and(|b| b.auth_failures),
     }
 }
 

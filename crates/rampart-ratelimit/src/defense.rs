@@ -109,6 +109,7 @@ pub struct Policy {
     bans: Option<Bans>,
     /// The policy has a ban rule (its bans are in `bans` or in the shared store).
     banning: bool,
+    ban_on_auth_failures: bool,
 }
 
 /// Everything a [`Policy`] is made of.
@@ -138,6 +139,9 @@ pub struct PolicySettings {
     pub max_keys: usize,
     /// Ban clients that keep getting refused.
     pub ban: Option<BanRule>,
+    /// Count a request that authentication refused for a bad credential (not a missing
+    /// one) as a refusal towards the ban, so a client guessing tokens or keys is banned too.
+    pub ban_on_auth_failures: bool,
 }
 
 impl std::fmt::Debug for Policy {
@@ -264,6 +268,7 @@ impl Policy {
             window_secs: window.as_secs().max(1),
             bans: s.ban.map(|rule| Bans::new(rule, s.max_keys)),
             banning: s.ban.is_some(),
+            ban_on_auth_failures: s.ban_on_auth_failures,
         }
     }
 
@@ -525,6 +530,33 @@ impl rampart_core::Defense for RateLimit {
         LAYER
     }
 
+    /// A request that authentication refused for a bad credential counts towards the bans
+    /// of the policies that ask for it (in memory; not for keys that need a request header,
+    /// which is gone by now).
+    fn on_complete(&self, ctx: &RequestContext, status: StatusCode) {
+        if status != StatusCode::UNAUTHORIZED {
+            return;
+        }
+        let bad_credential = ctx
+            .decisions
+            .iter()
+            .any(|d| d.layer == "auth" && d.outcome == Logged::Deny && d.reason != "missing_token");
+        if !bad_credential {
+            return;
+        }
+        let now = self.now();
+        let head = rampart_core::http_reexport::Request::new(()).into_parts().0;
+        for p in &self.policies {
+            let keyed_by_header = p.key.iter().any(|k| matches!(k, KeyPart::Header(_)));
+            if !p.ban_on_auth_failures || p.shadow || keyed_by_header || !p.applies(ctx) {
+                continue;
+            }
+            if let Some(bans) = &p.bans {
+                bans.refused(&p.client_label(ctx, &head), now);
+            }
+        }
+    }
+
     async fn request_head(
         &self,
         ctx: &mut RequestContext,
@@ -651,6 +683,7 @@ mod tests {
             headers: true,
             max_keys: 1000,
             ban: None,
+            ban_on_auth_failures: false,
         }
     }
 

@@ -443,6 +443,7 @@ fn the_gateway_defense_decides_as_the_model() {
                     headers: true,
                     max_keys: 1000,
                     ban: None,
+                    ban_on_auth_failures: false,
                 }))
             })
             .collect();

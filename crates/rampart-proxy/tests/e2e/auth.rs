@@ -322,3 +322,108 @@ async fn revoked_tokens_and_subjects_are_refused_until_the_revocation_is_removed
     );
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+fn sha256_hex(s: &str) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(s.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+#[tokio::test]
+async fn api_keys_authenticate_by_digest_and_bad_credentials_feed_the_ban() {
+    let idp = MockIdp::start().await;
+    let up = MockUpstream::start().await;
+    let dir = TempDir::new();
+    let extra = format!(
+        r#"
+api_keys:
+  keys:
+    - {{ sha256: "sha256:{gold}", subject: billing, tier: gold, scopes: ["invoices:read"] }}
+    - {{ sha256: "sha256:{plain}", subject: reader }}
+rate_limits:
+  guard: {{ rate: 1000/m, burst: 1000, ban: {{ after: 3, within: 1m, duration: 1m }} }}
+auth_providers:
+  corp:
+    issuer: "{issuer}"
+    audiences: [rampart]
+    jwks: {{ discovery: true }}
+routes:
+  - name: billing
+    match: {{ prefix: /billing }}
+    upstream: up
+    auth: {{ api_keys: true, scopes: ["invoices:read"] }}
+  - name: orders
+    match: {{ prefix: /orders }}
+    upstream: up
+    rate_limit: [guard]
+    auth: {{ providers: [corp], api_keys: true }}
+"#,
+        gold = sha256_hex("rk_test_gold"),
+        plain = sha256_hex("rk_test_plain"),
+        issuer = idp.issuer(),
+    );
+    let gw = start(&config(up.addr, &dir.path("a.log"), &extra)).await;
+    let addr = gw.listener_addr("http").unwrap();
+
+    let r = http1_get(addr, "/billing/1", &[]).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "ApiKey realm=\"rampart\", header=\"x-api-key\""
+    );
+    let r = http1_get(addr, "/billing/1", &[("x-api-key", "rk_test_nope")]).await;
+    assert_eq!(
+        (r.status().as_u16(), reason(r.body())),
+        (401, "invalid_api_key".into())
+    );
+    let r = http1_get(addr, "/billing/1", &[("x-api-key", "rk_test_gold")]).await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        echo(r.body())["headers"].get("x-api-key").is_none(),
+        "the key does not go upstream"
+    );
+    let r = http1_get(addr, "/billing/1", &[("x-api-key", "rk_test_plain")]).await;
+    assert_eq!(r.status(), 403, "a key without the scope");
+    // A key and a token at once: which one is meant is ambiguous.
+    let token = bearer(&idp.token("alice", ""));
+    let r = http1_get(
+        addr,
+        "/orders/1",
+        &[("x-api-key", "rk_test_plain"), ("authorization", &token)],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    // Either credential works on a route that takes both.
+    assert_eq!(
+        http1_get(addr, "/orders/1", &[("authorization", &token)])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        http1_get(addr, "/orders/1", &[("x-api-key", "rk_test_plain")])
+            .await
+            .status(),
+        200
+    );
+    // Guessing: three bad credentials ban the client, whatever it sends next.
+    for bad in ["Bearer a.b.c", "Bearer x.y.z", "Bearer q.r.s"] {
+        let r = http1_get(addr, "/orders/1", &[("authorization", bad)]).await;
+        assert_eq!(r.status(), 401);
+    }
+    let r = http1_get(addr, "/orders/1", &[("authorization", &token)]).await;
+    assert_eq!(
+        (r.status().as_u16(), reason(r.body())),
+        (429, "banned".into())
+    );
+    let lines = log_lines(&dir.path("a.log"), 8).await;
+    assert!(lines.iter().any(|l| l["user.id"] == "billing"));
+}
