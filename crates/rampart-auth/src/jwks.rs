@@ -763,8 +763,8 @@ fn has_kid(set: &KeySet, kid: &str) -> bool {
 }
 
 /// Parses `url` and applies the scheme rule: `https`, or `http` to loopback (or anywhere with
-/// `allow_http`).
-fn check_url(url: &str, allow_http: bool) -> Result<Uri, JwksError> {
+/// `allow_http`). Also the rule for the introspection endpoint ([`crate::introspect`]).
+pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<Uri, JwksError> {
     let invalid = |reason: &str| JwksError::InvalidUrl {
         url: url.to_owned(),
         reason: reason.to_owned(),
@@ -817,6 +817,15 @@ fn max_age(headers: &HeaderMap) -> Option<Duration> {
 }
 
 fn http_client(extra_ca_pem: Option<&[u8]>) -> Result<HttpClient, JwksError> {
+    Ok(Client::builder(TokioExecutor::new()).build(https_connector(extra_ca_pem)?))
+}
+
+/// The connector of every outgoing request of this crate (here and [`crate::introspect`]):
+/// rustls with aws-lc-rs, the compiled-in Mozilla roots plus `extra_ca_pem`, HTTP/1.1.
+/// It also speaks plain `http`; callers apply [`check_url`] first.
+pub(crate) fn https_connector(
+    extra_ca_pem: Option<&[u8]>,
+) -> Result<HttpsConnector<HttpConnector>, JwksError> {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -839,16 +848,15 @@ fn http_client(extra_ca_pem: Option<&[u8]>) -> Result<HttpClient, JwksError> {
         .map_err(|e| JwksError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let connector = HttpsConnectorBuilder::new()
+    Ok(HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .build();
-    Ok(Client::builder(TokioExecutor::new()).build(connector))
+        .build())
 }
 
 /// An error with its `source()` chain (hyper's own message rarely says what went wrong).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -58,6 +58,7 @@ pub mod alg;
 pub mod apikeys;
 pub mod claims;
 pub mod defense;
+pub mod introspect;
 mod json;
 pub mod jwks;
 pub mod keys;
