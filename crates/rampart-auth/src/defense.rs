@@ -36,6 +36,8 @@ use rampart_core::{
 };
 
 use crate::apikeys::ApiKeys;
+use crate::claims::TokenIdentity;
+use crate::introspect::{IntrospectRejection, Introspector};
 use crate::jwks::{KeyStore, Lookup};
 use crate::keys::KeySet;
 use crate::rejection::Rejection;
@@ -68,31 +70,54 @@ pub enum ProviderKeys {
     Fetched(Arc<KeyStore>),
 }
 
+/// How a provider's tokens are checked.
+#[derive(Debug)]
+pub enum Verification {
+    /// JWTs, verified here against the provider's keys.
+    Jwt {
+        /// The checks.
+        verifier: Verifier,
+        /// The keys.
+        keys: ProviderKeys,
+    },
+    /// Opaque tokens, asked about at the provider's RFC 7662 introspection endpoint.
+    Introspection(Introspector),
+}
+
 /// One token issuer as a route sees it.
 #[derive(Debug)]
 pub struct Provider {
     name: Arc<str>,
-    verifier: Verifier,
-    keys: ProviderKeys,
+    issuer: String,
+    verification: Verification,
     token_from: TokenFrom,
     forward: Vec<(String, HeaderName)>,
 }
 
+/// Why a provider could not establish a token.
+enum Failure {
+    /// The token is not good (401).
+    Rejected(Rejection),
+    /// The provider could not tell (introspection failed): the route's failure mode
+    /// decides, closed by default.
+    Unavailable(String),
+}
+
 impl Provider {
-    /// A provider named `name` (the configuration's key) verifying with `verifier` against
-    /// `keys`, reading tokens from `token_from` and forwarding the claims in `forward`
-    /// (claim name, header) to the upstream.
+    /// A provider named `name` (the configuration's key) for tokens of `issuer`, checked by
+    /// `verification`, read from `token_from`, forwarding the claims in `forward` (claim
+    /// name, header) to the upstream.
     pub fn new(
         name: &str,
-        verifier: Verifier,
-        keys: ProviderKeys,
+        issuer: &str,
+        verification: Verification,
         token_from: TokenFrom,
         forward: Vec<(String, HeaderName)>,
     ) -> Self {
         Self {
             name: name.into(),
-            verifier,
-            keys,
+            issuer: issuer.into(),
+            verification,
             token_from,
             forward,
         }
@@ -105,33 +130,86 @@ impl Provider {
 
     /// The issuer its tokens carry.
     pub fn issuer(&self) -> &str {
-        self.verifier.policy().issuer()
+        &self.issuer
     }
 
     /// Its key store, when its keys are fetched.
     pub fn key_store(&self) -> Option<&Arc<KeyStore>> {
-        match &self.keys {
-            ProviderKeys::Fetched(s) => Some(s),
-            ProviderKeys::Static(_) => None,
+        match &self.verification {
+            Verification::Jwt {
+                keys: ProviderKeys::Fetched(s),
+                ..
+            } => Some(s),
+            _ => None,
         }
     }
 
-    /// Verifies `token` at `now` (seconds since the Unix epoch), fetching the provider's
-    /// keys again once for a `kid` it does not know (the key store rate-limits that).
-    async fn verify(&self, token: &str, now: u64) -> Result<crate::Verified, Rejection> {
-        match &self.keys {
-            ProviderKeys::Static(keys) => self.verifier.verify(token, keys, now),
+    fn is_jwt(&self) -> bool {
+        matches!(self.verification, Verification::Jwt { .. })
+    }
+
+    /// Checks `token` at `now` (seconds since the Unix epoch): the identity, the claims to
+    /// forward, and the leeway to allow past `exp`.
+    async fn establish(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<(TokenIdentity, Vec<(HeaderName, HeaderValue)>, u64), Failure> {
+        match &self.verification {
+            Verification::Jwt { verifier, keys } => {
+                let v = self
+                    .verify(verifier, keys, token, now)
+                    .await
+                    .map_err(Failure::Rejected)?;
+                let forwarded = self.forwarded(|claim| v.claim_str(claim));
+                Ok((v.identity, forwarded, verifier.policy().leeway_secs()))
+            }
+            Verification::Introspection(introspector) => {
+                let id = introspector
+                    .introspect(token, now)
+                    .await
+                    .map_err(|e| match e {
+                        IntrospectRejection::Claims(r) => Failure::Rejected(r),
+                        IntrospectRejection::Inactive => Failure::Rejected(Rejection::Inactive),
+                        IntrospectRejection::Failed(why) => Failure::Unavailable(why),
+                    })?;
+                let forwarded = self.forwarded(|claim| identity_claim(&id, claim));
+                Ok((id, forwarded, 0))
+            }
+        }
+    }
+
+    fn forwarded(&self, claim: impl Fn(&str) -> Option<String>) -> Vec<(HeaderName, HeaderValue)> {
+        self.forward
+            .iter()
+            .filter_map(|(name, header)| {
+                Some((header.clone(), HeaderValue::from_str(&claim(name)?).ok()?))
+            })
+            .collect()
+    }
+
+    /// Verifies a JWT, fetching the provider's keys again once for a `kid` it does not
+    /// know (the key store rate-limits that).
+    async fn verify(
+        &self,
+        verifier: &Verifier,
+        keys: &ProviderKeys,
+        token: &str,
+        now: u64,
+    ) -> Result<crate::Verified, Rejection> {
+        match keys {
+            ProviderKeys::Static(keys) => verifier.verify(token, keys, now),
             ProviderKeys::Fetched(store) => {
-                let first = self.verifier.verify(token, &store.current(), now);
+                let first = verifier.verify(token, &store.current(), now);
                 if !matches!(first, Err(Rejection::UnknownKid)) {
                     return first;
                 }
-                let kid = token::parse_jws(token, self.verifier.options())?
+                let kid = token::parse_jws(token, verifier.options())?
                     .kid()
                     .map(str::to_owned);
                 match kid {
                     Some(kid) => match store.key_for(&kid).await {
-                        Lookup::Found(keys) => self.verifier.verify(token, &keys, now),
+                        Lookup::Found(keys) => verifier.verify(token, &keys, now),
                         Lookup::Unknown => Err(Rejection::UnknownKid),
                     },
                     None => first,
@@ -353,45 +431,36 @@ impl Authenticate {
         )
     }
 
-    /// Verifies `token` with the provider its issuer names, or the one that found it.
+    /// Checks `token` with the provider its issuer names (or, for a token that is not a
+    /// JWT, the route's introspecting provider).
     async fn establish(
         &self,
         token: &str,
         found_by: usize,
         now: u64,
-    ) -> Result<Arc<Established>, (Rejection, Option<Arc<str>>)> {
+    ) -> Result<Arc<Established>, (Failure, Option<Arc<str>>)> {
         let provider = self
             .pick(token, found_by)
-            .ok_or((Rejection::BadIssuer, None))?;
+            .ok_or((Failure::Rejected(Rejection::BadIssuer), None))?;
         let name = provider.name.clone();
-        let v = provider
-            .verify(token, now)
+        let (id, forwarded, leeway) = provider
+            .establish(token, now)
             .await
-            .map_err(|r| (r, Some(name.clone())))?;
-        let id = &v.identity;
-        let forwarded = provider
-            .forward
-            .iter()
-            .filter_map(|(claim, header)| {
-                let value = v.claim_str(claim)?;
-                Some((header.clone(), HeaderValue::from_str(&value).ok()?))
-            })
-            .collect();
-        let leeway = provider.verifier.policy().leeway_secs();
+            .map_err(|f| (f, Some(name.clone())))?;
         Ok(Arc::new(Established {
             provider: name.clone(),
             identity: Identity {
-                subject: id.subject.clone(),
-                issuer: id.issuer.clone(),
+                subject: id.subject,
+                issuer: id.issuer,
                 provider: name.to_string(),
-                scopes: id.scopes.clone(),
-                roles: id.roles.clone(),
-                client_id: id.client_id.clone(),
+                scopes: id.scopes,
+                roles: id.roles,
+                client_id: id.client_id,
                 tier: None,
                 expires_at: id.expires_at,
             },
             issued_at: id.issued_at,
-            jti: id.jti.clone(),
+            jti: id.jti,
             forwarded,
             // Without `exp` (a provider that allows it) a token stays cached no longer
             // than the cache's own maximum age.
@@ -405,10 +474,32 @@ impl Authenticate {
         if self.providers.len() == 1 {
             return self.providers.first();
         }
+        let opaque = || self.providers.iter().find(|p| !p.is_jwt());
         let found = self.providers.get(found_by)?;
-        let parsed = token::parse(token, found.verifier.options()).ok()?;
+        let options = match &found.verification {
+            Verification::Jwt { verifier, .. } => verifier.options().clone(),
+            Verification::Introspection(_) => crate::ParseOptions::new(crate::AlgSet::all()),
+        };
+        let Ok(parsed) = token::parse(token, &options) else {
+            // Not a JWT we could read: an opaque token, if the route takes them.
+            return opaque();
+        };
         let iss = parsed.claims.get("iss")?.as_str()?;
-        self.providers.iter().find(|p| p.issuer() == iss)
+        self.providers
+            .iter()
+            .find(|p| p.is_jwt() && p.issuer() == iss)
+    }
+}
+
+/// A claim of an introspected token, from what introspection established.
+fn identity_claim(id: &TokenIdentity, claim: &str) -> Option<String> {
+    match claim {
+        "sub" => Some(id.subject.clone()),
+        "iss" => Some(id.issuer.clone()),
+        "scope" => Some(id.scopes.join(" ")),
+        "client_id" => id.client_id.clone(),
+        "jti" => id.jti.clone(),
+        _ => None,
     }
 }
 
@@ -613,7 +704,16 @@ impl rampart_core::Defense for Authenticate {
                     self.cache.inner.insert(hash, e.clone());
                     e
                 }
-                Err((r, provider)) => return Ok(self.invalid(&r, provider.as_deref())),
+                Err((Failure::Rejected(r), provider)) => {
+                    return Ok(self.invalid(&r, provider.as_deref()));
+                }
+                Err((Failure::Unavailable(why), provider)) => {
+                    let provider = provider.as_deref().unwrap_or("none");
+                    return Err(DefenseError::new(
+                        LAYER,
+                        format!("provider {provider}: introspection failed: {why}"),
+                    ));
+                }
             },
         };
         if let Some(store) = &self.revocations {

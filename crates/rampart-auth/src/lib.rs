@@ -69,7 +69,9 @@ pub mod verify;
 
 pub use alg::{Alg, AlgSet, Family};
 pub use claims::{ClaimsPolicy, PolicyError, TokenIdentity};
-pub use defense::{AuthSettings, Authenticate, Provider, ProviderKeys, TokenCache, TokenFrom};
+pub use defense::{
+    AuthSettings, Authenticate, Provider, ProviderKeys, TokenCache, TokenFrom, Verification,
+};
 pub use keys::{Key, KeyError, KeyKind, KeySet, SkipReason, SkippedKey};
 pub use rejection::{Rejection, Segment};
 pub use token::{Jws, ParseOptions, Parsed};

@@ -77,6 +77,9 @@ pub enum Rejection {
     /// The token, or every token of its subject issued before a cut-off, was revoked.
     #[error("token revoked")]
     Revoked,
+    /// The introspection endpoint says the token is not active.
+    #[error("token not active")]
+    Inactive,
 }
 
 /// A part of a compact JWS, for [`Rejection::BadEncoding`].
@@ -92,7 +95,7 @@ pub enum Segment {
 
 impl Rejection {
     /// Every stable reason code, in declaration order.
-    pub const REASONS: [&'static str; 19] = [
+    pub const REASONS: [&'static str; 20] = [
         "too_large",
         "malformed",
         "bad_encoding",
@@ -112,6 +115,7 @@ impl Rejection {
         "missing_claim",
         "bad_claim_type",
         "revoked",
+        "inactive",
     ];
 
     /// The stable reason code (`expired`, `bad_signature`, ...), one of [`Self::REASONS`].
@@ -136,6 +140,7 @@ impl Rejection {
             Rejection::MissingClaim(_) => "missing_claim",
             Rejection::BadClaimType(_) => "bad_claim_type",
             Rejection::Revoked => "revoked",
+            Rejection::Inactive => "inactive",
         }
     }
 }

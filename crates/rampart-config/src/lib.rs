@@ -346,7 +346,25 @@ fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
         if !hmac && p.hmac_secret_file.is_some() {
             bad("hmac_secret_file is set but no HS* algorithm is allowed".into());
         }
+        if let Some(i) = &p.introspection {
+            if p.jwks.is_some() || p.hmac_secret_file.is_some() {
+                bad("a provider uses introspection or keys (jwks, hmac_secret_file), not both; use two providers".into());
+            }
+            if !(i.url.starts_with("https://") || i.url.starts_with("http://")) {
+                bad(format!(
+                    "introspection.url {:?} is not an http(s) URL",
+                    i.url
+                ));
+            }
+            if i.client_id.is_empty() {
+                bad("introspection.client_id must not be empty".into());
+            }
+            if i.timeout.0.is_zero() {
+                bad("introspection.timeout must be above 0".into());
+            }
+        }
         match &p.jwks {
+            None if p.introspection.is_some() => {}
             None if public => {
                 bad("public-key algorithms need jwks (file, url or discovery)".into())
             }

@@ -445,6 +445,9 @@ pub struct AuthProvider {
     /// Where the public keys come from: exactly one of `file`, `url`, `discovery`.
     #[serde(default)]
     pub jwks: Option<JwksSource>,
+    /// Opaque tokens: ask this RFC 7662 introspection endpoint instead of verifying JWTs.
+    #[serde(default)]
+    pub introspection: Option<Introspection>,
     /// A file holding the shared secret for HS* tokens (at least as long as the hash).
     #[serde(default)]
     #[schemars(with = "Option<PathBuf>")]
@@ -471,6 +474,45 @@ pub struct AuthProvider {
     /// The largest token accepted (default 8KiB), checked before any decoding.
     #[serde(default = "d_max_token")]
     pub max_token_bytes: ByteSize,
+}
+
+/// An RFC 7662 token introspection endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Introspection {
+    /// The endpoint (https, or http on loopback).
+    pub url: String,
+    /// The gateway's client id at the authorization server.
+    pub client_id: String,
+    /// A file holding the client secret (a final newline is not part of it).
+    #[schemars(with = "PathBuf")]
+    pub client_secret_file: Spanned<PathBuf>,
+    /// How the client authenticates: `basic` (HTTP Basic, the default) or `post` (in the
+    /// form).
+    #[serde(default)]
+    pub client_auth: IntrospectionAuth,
+    /// Bound on each introspection (default 2s); past it the request fails closed.
+    #[serde(default = "d_introspection_timeout")]
+    pub timeout: HumanDuration,
+    /// Keep an active answer at most this long (default 5m, never past the token's `exp`).
+    /// A token revoked at the server may be accepted for up to this long.
+    #[serde(default = "d_jwks_refresh")]
+    pub cache_ttl: HumanDuration,
+    /// Extra CA certificates (PEM) trusted for the endpoint.
+    #[serde(default)]
+    #[schemars(with = "Option<PathBuf>")]
+    pub ca_file: Option<Spanned<PathBuf>>,
+}
+
+/// How the gateway authenticates to an introspection endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IntrospectionAuth {
+    /// `client_secret_basic`.
+    #[default]
+    Basic,
+    /// `client_secret_post`.
+    Post,
 }
 
 /// Where a provider's keys come from.
@@ -821,6 +863,9 @@ fn d_jwks_refresh() -> HumanDuration {
 }
 fn d_jwks_cooldown() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(30))
+}
+fn d_introspection_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(2))
 }
 fn d_jwks_timeout() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(5))

@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use http::HeaderName;
 use rampart_auth::apikeys::{ApiKey, ApiKeys, parse_digest};
+use rampart_auth::introspect::{ClientAuth, IntrospectionSettings, Introspector};
 use rampart_auth::jwks::{JwksOptions, KeySource, KeyStore};
 use rampart_auth::{
-    Alg, AlgSet, ClaimsPolicy, Family, KeySet, Provider, ProviderKeys, TokenFrom, Verifier,
+    Alg, AlgSet, ClaimsPolicy, Family, KeySet, Provider, ProviderKeys, TokenFrom, Verification,
+    Verifier,
 };
-use rampart_config::{AuthProvider, Config, ConfigError, Location};
+use rampart_config::{AuthProvider, Config, ConfigError, IntrospectionAuth, Location};
 
 use crate::runtime::Runtime;
 
@@ -26,7 +28,9 @@ pub(crate) fn providers(
 ) -> HashMap<String, (AuthProvider, Arc<Provider>)> {
     let mut out = HashMap::new();
     for (name, p) in &config.auth_providers {
-        let fetched = p.jwks.as_ref().is_some_and(|j| j.file.is_none());
+        // Providers whose state is worth keeping: fetched keys, an introspection cache.
+        let fetched =
+            p.jwks.as_ref().is_some_and(|j| j.file.is_none()) || p.introspection.is_some();
         let reused = previous
             .and_then(|r| r.auth_providers.get(name))
             .filter(|(old, _)| fetched && unplaced(old) == unplaced(p))
@@ -62,10 +66,15 @@ fn unplaced(p: &AuthProvider) -> AuthProvider {
                 .iter_mut()
                 .flat_map(|j| [&mut j.file, &mut j.ca_file]),
         )
+        .chain(p.introspection.iter_mut().map(|i| &mut i.ca_file))
         .flatten()
     {
         f.referenced = Location::UNKNOWN;
         f.defined = Location::UNKNOWN;
+    }
+    if let Some(i) = &mut p.introspection {
+        i.client_secret_file.referenced = Location::UNKNOWN;
+        i.client_secret_file.defined = Location::UNKNOWN;
     }
     p
 }
@@ -112,6 +121,40 @@ fn build(name: &str, p: &AuthProvider) -> Result<Provider, String> {
             .collect();
         keys = KeySet::with_secret(None, &secret, &hmac).map_err(|e| e.to_string())?;
     }
+    if let Some(i) = &p.introspection {
+        let mut secret = read(&i.client_secret_file.value, "client_secret_file")?;
+        while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            secret.pop();
+        }
+        let secret = String::from_utf8(secret)
+            .map_err(|_| "the client secret is not UTF-8 text".to_string())?;
+        let mut settings = IntrospectionSettings::new(
+            i.url.clone(),
+            p.issuer.value.clone(),
+            i.client_id.clone(),
+            secret,
+        );
+        settings.auth = match i.client_auth {
+            IntrospectionAuth::Basic => ClientAuth::Basic,
+            IntrospectionAuth::Post => ClientAuth::Post,
+        };
+        settings.timeout = i.timeout.0;
+        settings.cache_max_ttl = i.cache_ttl.0;
+        settings.audiences = p.audiences.clone();
+        settings.leeway = p.leeway.0;
+        settings.extra_ca_pem = match &i.ca_file {
+            Some(ca) => Some(read(&ca.value, "ca_file")?),
+            None => None,
+        };
+        let introspector = Introspector::new(settings).map_err(|e| e.to_string())?;
+        return Ok(Provider::new(
+            name,
+            &p.issuer.value,
+            Verification::Introspection(introspector),
+            token_from(p)?,
+            forward(p)?,
+        ));
+    }
     let keys = match &p.jwks {
         None => ProviderKeys::Static(Arc::new(keys)),
         Some(j) => {
@@ -146,22 +189,35 @@ fn build(name: &str, p: &AuthProvider) -> Result<Provider, String> {
             }
         }
     };
-    let token_from = match (
-        &p.token_from.header,
-        &p.token_from.cookie,
-        &p.token_from.query,
-    ) {
-        (Some(h), _, _) => TokenFrom::Header(header_name(h)?),
-        (None, Some(c), _) => TokenFrom::Cookie(c.clone()),
-        (None, None, Some(q)) => TokenFrom::Query(q.clone()),
-        (None, None, None) => TokenFrom::Bearer,
-    };
-    let forward = p
-        .forward_claims
+    Ok(Provider::new(
+        name,
+        &p.issuer.value,
+        Verification::Jwt { verifier, keys },
+        token_from(p)?,
+        forward(p)?,
+    ))
+}
+
+fn token_from(p: &AuthProvider) -> Result<TokenFrom, String> {
+    Ok(
+        match (
+            &p.token_from.header,
+            &p.token_from.cookie,
+            &p.token_from.query,
+        ) {
+            (Some(h), _, _) => TokenFrom::Header(header_name(h)?),
+            (None, Some(c), _) => TokenFrom::Cookie(c.clone()),
+            (None, None, Some(q)) => TokenFrom::Query(q.clone()),
+            (None, None, None) => TokenFrom::Bearer,
+        },
+    )
+}
+
+fn forward(p: &AuthProvider) -> Result<Vec<(String, HeaderName)>, String> {
+    p.forward_claims
         .iter()
         .map(|(claim, header)| Ok((claim.clone(), header_name(header)?)))
-        .collect::<Result<Vec<_>, String>>()?;
-    Ok(Provider::new(name, verifier, keys, token_from, forward))
+        .collect()
 }
 
 fn header_name(h: &str) -> Result<HeaderName, String> {

@@ -427,3 +427,80 @@ routes:
     let lines = log_lines(&dir.path("a.log"), 8).await;
     assert!(lines.iter().any(|l| l["user.id"] == "billing"));
 }
+
+#[tokio::test]
+async fn opaque_tokens_are_introspected_cached_and_fail_closed() {
+    let idp = MockIdp::start().await;
+    let up = MockUpstream::start().await;
+    let dir = TempDir::new();
+    let secret = dir.path("client-secret");
+    std::fs::write(&secret, format!("{}\n", idp.client_secret())).unwrap();
+    let extra = format!(
+        r#"
+auth_providers:
+  opaque:
+    issuer: "{issuer}"
+    introspection:
+      url: "{url}"
+      client_id: "{client}"
+      client_secret_file: "{secret}"
+      timeout: 500ms
+    forward_claims: {{ sub: x-user-id }}
+routes:
+  - name: opaque
+    match: {{ prefix: /opaque }}
+    upstream: up
+    auth: {{ providers: [opaque], scopes: [read] }}
+"#,
+        issuer = idp.issuer(),
+        url = idp.introspection_url(),
+        client = idp.client_id(),
+        secret = secret.display(),
+    );
+    let gw = start(&config(up.addr, &dir.path("a.log"), &extra)).await;
+    let addr = gw.listener_addr("http").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    idp.register_opaque(
+        "op-live-1",
+        serde_json::json!({"sub": "erin", "scope": "read", "exp": now + 600}),
+        true,
+    );
+    idp.register_opaque("op-dead-1", serde_json::json!({}), false);
+
+    let r = http1_get(addr, "/opaque/1", &[("authorization", "Bearer op-live-1")]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(echo(r.body())["headers"]["x-user-id"], "erin");
+    let asked = idp.introspections();
+    let r = http1_get(addr, "/opaque/1", &[("authorization", "Bearer op-live-1")]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        idp.introspections(),
+        asked,
+        "a returning token is served from the cache"
+    );
+
+    let r = http1_get(addr, "/opaque/1", &[("authorization", "Bearer op-dead-1")]).await;
+    assert_eq!(
+        (r.status().as_u16(), reason(r.body())),
+        (401, "inactive".into())
+    );
+
+    // The server cannot answer: fail closed (503), never admit.
+    idp.set_down(true);
+    idp.register_opaque(
+        "op-live-2",
+        serde_json::json!({"sub": "frank", "scope": "read", "exp": now + 600}),
+        true,
+    );
+    let r = http1_get(addr, "/opaque/1", &[("authorization", "Bearer op-live-2")]).await;
+    assert_eq!(
+        (r.status().as_u16(), reason(r.body())),
+        (503, "defense_error".into())
+    );
+    idp.set_down(false);
+    let r = http1_get(addr, "/opaque/1", &[("authorization", "Bearer op-live-2")]).await;
+    assert_eq!(r.status(), 200, "failures are not cached");
+}
