@@ -2,8 +2,9 @@
 //!
 //! - [`upstream`]: a mock upstream HTTP/1.1 server (also h2c and TLS; echo, slow, status, bytes, WebSocket
 //!   echo), a closed port and a black-hole TCP server.
-//! - [`idp`]: a mock OpenID Connect identity provider (discovery, JWKS with rotation, a token
-//!   endpoint minting RS256/ES256/EdDSA JWTs, RFC 7662 introspection), also `rampart demo`'s.
+//! - [`idp`]: the mock OpenID Connect identity provider (discovery, JWKS with rotation, a token
+//!   endpoint minting RS256/ES256/EdDSA JWTs, RFC 7662 introspection): the `rampart-idp`
+//!   crate, also `rampart demo`'s, re-exported with its `test-util` conveniences.
 //! - [`pki`]: a throw-away CA with server and client certificates written to a temp dir.
 //! - [`redis`]: a real `redis-server` child process (kill, pause, restart).
 //! - [`client`]: raw TCP, HTTP/1.1, h2c, TLS and WebSocket clients.
@@ -24,10 +25,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::task::JoinSet;
 
 pub mod client;
-pub mod idp;
 pub mod pki;
 pub mod redis;
 pub mod upstream;
+
+/// The mock identity provider, re-exported from `rampart-idp` (with its `test-util`
+/// conveniences: `MockIdp::start`, `MockIdp::token`, `SigningKey::generate`, ...).
+pub mod idp {
+    pub use rampart_idp::*;
+}
 
 /// The manual clock, re-exported so tests need only this crate.
 pub mod clock {

@@ -1,6 +1,8 @@
 //! The mock identity provider exercised over real loopback sockets; signatures are checked
 //! with aws-lc-rs against the published JWKS, independently of the code that signed them.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::signature::{
@@ -11,12 +13,77 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 
-use super::{KeyAlg, MockIdp, SigningKey};
-use crate::client::{http1_get, http1_request, tls_client_config, tls_get};
-use crate::pki::TestPki;
+use super::{IdpConfig, KeyAlg, MockIdp, SigningKey};
+
+/// Bound on one whole exchange, so a broken server fails the test instead of hanging it.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends `request` over `io` as HTTP/1.1 (with `Host: host`) and collects the response.
+async fn exchange<IO>(io: IO, host: &str, mut request: Request<Full<Bytes>>) -> Response<Bytes>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    request
+        .headers_mut()
+        .insert(http::header::HOST, host.parse().unwrap());
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .expect("HTTP/1.1 handshake");
+    let conn = tokio::spawn(conn);
+    let response = sender.send_request(request).await.expect("response head");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("response body").to_bytes();
+    conn.abort();
+    Response::from_parts(parts, body)
+}
+
+/// Sends `request` to `addr` over a fresh plain connection.
+async fn http1_request(addr: SocketAddr, request: Request<Full<Bytes>>) -> Response<Bytes> {
+    let send = async {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        exchange(stream, &addr.to_string(), request).await
+    };
+    tokio::time::timeout(TIMEOUT, send)
+        .await
+        .expect("timely answer")
+}
+
+async fn http1_get(addr: SocketAddr, path: &str) -> Response<Bytes> {
+    let request = Request::get(path).body(Full::new(Bytes::new())).unwrap();
+    http1_request(addr, request).await
+}
+
+/// A self-signed certificate for `127.0.0.1`: the server config that presents it and a
+/// client config that trusts only it.
+fn loopback_tls() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert: CertificateDer<'static> = certified.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        certified.signing_key.serialize_der(),
+    ));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (Arc::new(server), Arc::new(client))
+}
 
 fn json_body(response: &Response<Bytes>) -> Value {
     serde_json::from_slice(response.body()).expect("JSON body")
@@ -41,7 +108,7 @@ async fn post_form(
         );
     }
     let request = builder.body(Full::new(Bytes::from(body))).expect("request");
-    http1_request(idp.addr, request).await.expect("POST")
+    http1_request(idp.addr, request).await
 }
 
 async fn fetch_token(idp: &MockIdp, params: &[(&str, &str)]) -> String {
@@ -112,7 +179,7 @@ fn verifies_with(jwk: &Value, token: &str) -> bool {
 
 /// The JWK with `kid` in the provider's served JWKS.
 async fn served_jwk(idp: &MockIdp, kid: &str) -> Option<Value> {
-    let jwks = json_body(&http1_get(idp.addr, "/jwks", &[]).await);
+    let jwks = json_body(&http1_get(idp.addr, "/jwks").await);
     jwks["keys"]
         .as_array()
         .expect("keys array")
@@ -124,7 +191,7 @@ async fn served_jwk(idp: &MockIdp, kid: &str) -> Option<Value> {
 async fn discovery_jwks_token_roundtrip(alg: KeyAlg, kty: &str) {
     let idp = MockIdp::start_alg(alg).await;
 
-    let response = http1_get(idp.addr, "/.well-known/openid-configuration", &[]).await;
+    let response = http1_get(idp.addr, "/.well-known/openid-configuration").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "application/json");
     let discovery = json_body(&response);
@@ -138,7 +205,7 @@ async fn discovery_jwks_token_roundtrip(alg: KeyAlg, kty: &str) {
         format!("{issuer}/introspect")
     );
 
-    let response = http1_get(idp.addr, "/jwks", &[]).await;
+    let response = http1_get(idp.addr, "/jwks").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "application/json");
     assert_eq!(response.headers()["cache-control"], "public, max-age=300");
@@ -258,20 +325,20 @@ async fn token_endpoint_rejects_bad_requests() {
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from_static(b"{\"sub\":\"a\"}")))
         .unwrap();
-    let response = http1_request(idp.addr, request).await.unwrap();
+    let response = http1_request(idp.addr, request).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 
     let request = Request::post("/token")
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Full::new(Bytes::from(vec![b'a'; 100_000])))
         .unwrap();
-    let response = http1_request(idp.addr, request).await.unwrap();
+    let response = http1_request(idp.addr, request).await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
-    let response = http1_get(idp.addr, "/token", &[]).await;
+    let response = http1_get(idp.addr, "/token").await;
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(response.headers()["allow"], "POST");
-    let response = http1_get(idp.addr, "/nowhere", &[]).await;
+    let response = http1_get(idp.addr, "/nowhere").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
 
@@ -332,7 +399,7 @@ async fn down_answers_503_everywhere_until_up() {
     let idp = MockIdp::start_alg(KeyAlg::Es256).await;
     idp.set_down(true);
     for path in ["/.well-known/openid-configuration", "/jwks", "/nowhere"] {
-        let response = http1_get(idp.addr, path, &[]).await;
+        let response = http1_get(idp.addr, path).await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
         assert_eq!(response.headers()["retry-after"], "1");
     }
@@ -341,7 +408,7 @@ async fn down_answers_503_everywhere_until_up() {
     assert_eq!(idp.jwks_fetches(), 1, "attempts are counted while down");
 
     idp.set_down(false);
-    let response = http1_get(idp.addr, "/jwks", &[]).await;
+    let response = http1_get(idp.addr, "/jwks").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(idp.jwks_fetches(), 2);
 }
@@ -351,7 +418,7 @@ async fn delay_holds_answers_back() {
     let idp = MockIdp::start_alg(KeyAlg::Es256).await;
     idp.set_delay(Duration::from_millis(300));
     let started = Instant::now();
-    let response = http1_get(idp.addr, "/jwks", &[]).await;
+    let response = http1_get(idp.addr, "/jwks").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(started.elapsed() >= Duration::from_millis(300));
     idp.set_delay(Duration::ZERO);
@@ -415,36 +482,64 @@ async fn overrides_and_max_age() {
     let idp = MockIdp::start_alg(KeyAlg::Es256).await;
     idp.set_jwks_max_age(7);
     idp.set_jwks_override(Some(b"{\"keys\": 1}".to_vec()));
-    let response = http1_get(idp.addr, "/jwks", &[]).await;
+    let response = http1_get(idp.addr, "/jwks").await;
     assert_eq!(response.headers()["cache-control"], "public, max-age=7");
     assert_eq!(&response.body()[..], b"{\"keys\": 1}");
     idp.set_jwks_override(None);
-    assert_eq!(
-        json_body(&http1_get(idp.addr, "/jwks", &[]).await),
-        idp.jwks()
-    );
+    assert_eq!(json_body(&http1_get(idp.addr, "/jwks").await), idp.jwks());
 
     let mut document = idp.discovery_document();
     document["issuer"] = json!("https://elsewhere.example");
     idp.set_discovery_override(Some(document));
-    let response = http1_get(idp.addr, "/.well-known/openid-configuration", &[]).await;
+    let response = http1_get(idp.addr, "/.well-known/openid-configuration").await;
     assert_eq!(json_body(&response)["issuer"], "https://elsewhere.example");
 }
 
 #[tokio::test]
 async fn serves_over_tls() {
-    let pki = TestPki::new();
-    let idp = MockIdp::start_tls(Default::default(), pki.server_tls_config(false, &[])).await;
+    let (server, client) = loopback_tls();
+    let idp = MockIdp::start_tls(IdpConfig::default(), server).await;
     assert_eq!(idp.issuer(), format!("https://{}", idp.addr));
-    let config = tls_client_config(&pki.ca_pem, None, &[]);
-    let response = tls_get(
-        idp.addr,
-        "127.0.0.1",
-        config,
-        "/.well-known/openid-configuration",
-    )
-    .await
-    .expect("TLS GET");
-    let discovery: Value = serde_json::from_slice(response.response.body()).expect("JSON");
+    let get = async {
+        let tcp = TcpStream::connect(idp.addr).await.unwrap();
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(client)
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake");
+        let request = Request::get("/.well-known/openid-configuration")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        exchange(tls, &idp.addr.to_string(), request).await
+    };
+    let response = tokio::time::timeout(TIMEOUT, get).await.expect("timely");
+    let discovery: Value = serde_json::from_slice(response.body()).expect("JSON");
     assert_eq!(discovery["jwks_uri"], format!("https://{}/jwks", idp.addr));
+}
+
+#[tokio::test]
+async fn jtis_are_unique_within_and_across_providers() {
+    let (a, b) = (
+        MockIdp::start_alg(KeyAlg::EdDsa).await,
+        MockIdp::start_alg(KeyAlg::EdDsa).await,
+    );
+    let jti = |token: &str| decode(token).1["jti"].as_str().unwrap().to_owned();
+    let first = jti(&fetch_token(&a, &[("sub", "alice")]).await);
+    let second = jti(&a.token("alice", ""));
+    let other = jti(&b.token("alice", ""));
+    assert_ne!(first, second);
+    assert_ne!(first, other);
+    assert_ne!(second, other);
+}
+
+#[tokio::test]
+async fn bind_reports_a_taken_port_instead_of_panicking() {
+    let first = MockIdp::start_alg(KeyAlg::EdDsa).await;
+    let config = IdpConfig {
+        bind: first.addr,
+        alg: KeyAlg::EdDsa,
+        ..IdpConfig::default()
+    };
+    let error = MockIdp::bind(config, None).await.unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
 }
