@@ -1,5 +1,6 @@
-//! `rampart demo`: a demo API, and the gateway in front of it with every layer that exists
-//! turned on, on fixed loopback ports, with a self-signed certificate made at start.
+//! `rampart demo`: a demo API, a demo identity provider, and the gateway in front of the API
+//! with every layer that exists turned on, on fixed loopback ports, with a self-signed
+//! certificate made at start.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,9 +13,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rampart_idp::{IdpConfig, KeyAlg, MockIdp};
 use rampart_proxy::Gateway;
 
 const API: &str = "127.0.0.1:9000";
+const IDP: &str = "127.0.0.1:9100";
 const HTTP: &str = "127.0.0.1:8080";
 const HTTPS: &str = "127.0.0.1:8443";
 const ADMIN: &str = "127.0.0.1:9901";
@@ -30,6 +33,17 @@ pub async fn run() -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("demo API cannot listen on {API}"))?;
     tokio::spawn(serve_api(api));
+
+    // Started before the gateway, which finds its keys through the discovery document.
+    // ES256 keys are made at once and give short tokens to paste.
+    let idp_config = IdpConfig {
+        bind: IDP.parse()?,
+        alg: KeyAlg::Es256,
+        ..IdpConfig::default()
+    };
+    let _idp = MockIdp::bind(idp_config, None)
+        .await
+        .with_context(|| format!("demo identity provider cannot listen on {IDP}"))?;
 
     let yaml = config_yaml(&cert, &key);
     let config_path = dir.join("rampart-demo.yaml");
@@ -76,6 +90,13 @@ admin:
   bind: "{ADMIN}"
 access_log:
   output: stdout
+auth_providers:
+  demo:
+    issuer: "http://{IDP}"
+    audiences: [rampart]
+    typ: at+jwt
+    jwks: {{ discovery: true }}
+    forward_claims: {{ sub: x-user-id }}
 upstreams:
   demo-api:
     targets: ["{API}"]
@@ -93,6 +114,10 @@ routes:
     match: {{ prefix: /api/products, methods: [GET] }}
     upstream: demo-api
     rate_limit: [api_per_ip]
+  - name: orders
+    match: {{ prefix: /api/orders, methods: [GET] }}
+    upstream: demo-api
+    auth: {{ providers: [demo], scopes: ["orders:read"] }}
   - name: user
     match: {{ path: "/users/{{user_id}}", methods: [GET] }}
     upstream: demo-api
@@ -117,6 +142,7 @@ fn print_banner(config: &Path) {
 Rampart demo is running (config: {config}).
 
   demo API   http://{API}   (behind the gateway)
+  demo IdP   http://{IDP}   (issuer; discovery, /jwks, POST /token; demo only: anyone may mint)
   gateway    http://{HTTP}  and  https://{HTTPS}  (self-signed certificate, HSTS on)
   admin      http://{ADMIN}  (/metrics, /healthz, /readyz)
 
@@ -132,6 +158,17 @@ Try:
   curl -i -X DELETE http://{HTTP}/users/42         # 405: only GET
   curl -i http://{HTTP}/api/products -H 'Content-Length: 1' -H 'Transfer-Encoding: chunked' --data x   # 400: smuggling attempt
   curl -s http://{ADMIN}/metrics | grep rampart_
+
+Bearer tokens: GET /api/orders needs a token from the demo IdP with scope orders:read.
+  curl -i http://{HTTP}/api/orders                 # 401 + WWW-Authenticate: Bearer realm="rampart"
+  curl -s -d 'sub=alice&scope=orders:read' http://{IDP}/token
+                                                   # a token for alice: {{"access_token":"eyJ...", ...}}
+  TOKEN=$(curl -s -d 'sub=alice&scope=orders:read' http://{IDP}/token | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+  curl -i http://{HTTP}/api/orders -H "Authorization: Bearer $TOKEN"
+                                                   # 200: {{"user":"alice",...}}: the gateway sent sub as x-user-id
+  TOKEN=$(curl -s -d 'sub=bob&scope=profile' http://{IDP}/token | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+  curl -i http://{HTTP}/api/orders -H "Authorization: Bearer $TOKEN"
+                                                   # 403: error="insufficient_scope", scope="orders:read"
 
 Access-log and security-event lines are printed below as JSON. Ctrl-C stops.
 "#,
@@ -157,6 +194,8 @@ const PRODUCTS: [(u32, &str, u32); 3] = [
     (2, "Firewall mug", 1200),
     (3, "Token keychain", 800),
 ];
+
+const ORDERS: [(u32, u32, u32); 2] = [(1001, 1, 2), (1002, 3, 1)];
 
 async fn api(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let path = req.uri().path().to_string();
@@ -187,6 +226,17 @@ async fn api(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::conve
             StatusCode::OK,
             serde_json::json!({"result": "welcome", "note": "the demo API accepts any login"}),
         ),
+        (&Method::GET, ["api", "orders"]) => {
+            // The gateway put the token's subject here, after removing any client copy.
+            let user = header(&req, "x-user-id");
+            (
+                StatusCode::OK,
+                serde_json::json!({"user": user, "orders": ORDERS
+                    .iter()
+                    .map(|(id, product, quantity)| serde_json::json!({"id": id, "product_id": product, "quantity": quantity}))
+                    .collect::<Vec<_>>()}),
+            )
+        }
         (_, ["admin", ..]) => (StatusCode::OK, serde_json::json!({"secret": "admin area"})),
         _ => (StatusCode::NOT_FOUND, serde_json::json!({"error": "not found"})),
     };

@@ -53,9 +53,10 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Run the whole product on this machine: a demo API on 127.0.0.1:9000, the gateway
-    /// on 127.0.0.1:8080 (HTTP) and 127.0.0.1:8443 (TLS, self-signed, HSTS), the admin
-    /// listener on 127.0.0.1:9901. Prints curl commands to try.
+    /// Run the whole product on this machine: a demo API on 127.0.0.1:9000, a demo
+    /// identity provider on 127.0.0.1:9100, the gateway on 127.0.0.1:8080 (HTTP) and
+    /// 127.0.0.1:8443 (TLS, self-signed, HSTS), the admin listener on 127.0.0.1:9901.
+    /// Prints curl commands to try.
     Demo,
     /// Print the JSON Schema of the config file.
     Schema,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rampart_test_support::client::{http1_get, tls_get};
+use rampart_test_support::client::{http1_get, http1_request, tls_get};
 use rampart_test_support::upstream::MockUpstream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");
@@ -292,29 +292,46 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
     }
 }
 
-/// `rampart demo` on its fixed ports: proxies to the demo API over HTTP, and TLS answers with
-/// HSTS. Skipped ports would mean another demo is running; the test then fails loudly.
+/// `rampart demo` on its fixed ports: proxies to the demo API over HTTP, TLS answers with
+/// HSTS, /login is rate limited, and /api/orders wants a token from the demo identity
+/// provider. This is the only test on those ports, so tests running in parallel never
+/// collide; if something else holds one, the demo exits with an error and the test fails
+/// with its stderr.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_proxies_and_sends_hsts_over_tls() {
-    let child = Command::new(BIN)
+async fn demo_proxies_sends_hsts_over_tls_limits_logins_and_wants_tokens() {
+    let mut child = Command::new(BIN)
         .arg("demo")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let gw = Gateway { child };
+    let banner = banner_lines(child.stdout.take().unwrap());
+    let mut gw = Gateway { child };
     let admin: SocketAddr = "127.0.0.1:9901".parse().unwrap();
     let http: SocketAddr = "127.0.0.1:8080".parse().unwrap();
     let https: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+    let idp: SocketAddr = "127.0.0.1:9100".parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     while tokio::net::TcpStream::connect(admin).await.is_err() {
+        let exited = gw.child.try_wait().unwrap();
         assert!(
-            Instant::now() < deadline,
-            "demo did not start: {}",
+            exited.is_none() && Instant::now() < deadline,
+            "demo did not start ({exited:?}): {}",
             gw.stderr()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let banner = banner
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the demo prints its banner");
+    for line in [
+        "curl -i http://127.0.0.1:8080/api/orders ",
+        "curl -s -d 'sub=alice&scope=orders:read' http://127.0.0.1:9100/token",
+        "curl -i http://127.0.0.1:8080/api/orders -H \"Authorization: Bearer $TOKEN\"",
+    ] {
+        assert!(banner.contains(line), "{line:?} not in\n{banner}");
+    }
+
     let r = http1_get(http, "/api/products", &[]).await;
     assert_eq!(r.status(), 200);
     assert!(String::from_utf8_lossy(r.body()).contains("Rampart T-shirt"));
@@ -339,11 +356,7 @@ async fn demo_proxies_and_sends_hsts_over_tls() {
         let req = http::Request::post("/login")
             .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
             .unwrap();
-        last = Some(
-            rampart_test_support::client::http1_request(http, req)
-                .await
-                .unwrap(),
-        );
+        last = Some(http1_request(http, req).await.unwrap());
     }
     let last = last.unwrap();
     assert_eq!(last.status(), 429);
@@ -354,6 +367,83 @@ async fn demo_proxies_and_sends_hsts_over_tls() {
             .unwrap()
             .contains("\"login_per_ip\";q=5;w=60")
     );
+
+    // GET /api/orders: no token is 401 with the bare RFC 6750 challenge, even with a forged
+    // identity header.
+    let r = http1_get(http, "/api/orders", &[("x-user-id", "admin")]).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"rampart\"");
+
+    // A token from the demo identity provider's /token with the scope: 200, and the demo
+    // API saw the token's subject as x-user-id, not the forged one.
+    let token = demo_token(idp, "alice", "orders:read").await;
+    let r = http1_get(
+        http,
+        "/api/orders",
+        &[
+            ("authorization", &format!("Bearer {token}")),
+            ("x-user-id", "admin"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{:?}", r.body());
+    let orders: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+    assert_eq!(orders["user"], "alice");
+    assert!(!orders["orders"].as_array().unwrap().is_empty());
+
+    // A valid token without the scope: 403 insufficient_scope.
+    let token = demo_token(idp, "bob", "profile").await;
+    let r = http1_get(
+        http,
+        "/api/orders",
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.starts_with("Bearer realm=\"rampart\"")
+            && challenge.contains("error=\"insufficient_scope\"")
+            && challenge.contains("scope=\"orders:read\""),
+        "{challenge}"
+    );
+
+    // /api/products stays public.
+    assert_eq!(status(http, "/api/products/1").await, 200);
+}
+
+/// Reads the demo's stdout on a thread: sends the banner (everything up to "Ctrl-C stops.")
+/// once, then keeps draining the pipe so access-log lines never block the demo.
+fn banner_lines(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut banner = Some(String::new());
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(text) = banner.as_mut() {
+                text.push_str(&line);
+                text.push('\n');
+                if line.contains("Ctrl-C stops.") {
+                    let _ = tx.send(banner.take().unwrap());
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// `curl -s -d 'sub=SUB&scope=SCOPE' http://127.0.0.1:9100/token`, returning `access_token`.
+async fn demo_token(idp: SocketAddr, sub: &str, scope: &str) -> String {
+    let form = format!("sub={sub}&scope={scope}");
+    let req = http::Request::post("/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::new(bytes::Bytes::from(form)))
+        .unwrap();
+    let r = http1_request(idp, req).await.unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.body());
+    let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
 }
 
 fn insecure_client() -> std::sync::Arc<rustls::ClientConfig> {
