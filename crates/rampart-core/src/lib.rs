@@ -16,6 +16,7 @@
 pub mod clock;
 pub mod context;
 pub mod phase;
+pub mod revocation;
 pub mod verdict;
 
 pub use clock::{Clock, ManualClock, SystemClock};
