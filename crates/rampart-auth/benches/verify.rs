@@ -96,7 +96,9 @@ fn defense(c: &mut Criterion) {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use rampart_auth::{AuthSettings, Authenticate, Provider, ProviderKeys, TokenCache, TokenFrom};
+    use rampart_auth::{
+        AuthSettings, Authenticate, Provider, ProviderKeys, TokenCache, TokenFrom, Verification,
+    };
     use rampart_core::http_reexport::{HeaderName, Request};
     use rampart_core::{ClientInfo, Defense, RequestContext, Verdict};
 
