@@ -51,10 +51,13 @@
 //! (`SCAN`), so with Redis Cluster it sees the node its connection reaches.
 
 mod breaker;
+mod connection;
 mod fleet;
 mod limiter;
+mod revocation;
 mod script;
 
 pub use breaker::{BreakerState, CircuitBreaker, Permit};
 pub use fleet::{FailureMode, FleetDecision, FleetLimiter};
 pub use limiter::{ConfigError, RedisError, RedisLimiter, RedisSettings};
+pub use revocation::RedisRevocations;

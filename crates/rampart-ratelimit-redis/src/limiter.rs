@@ -1,14 +1,12 @@
 //! [`RedisLimiter`]: one policy's decisions made atomically inside Redis.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rampart_ratelimit::{Answer, BanInfo, BanRule, Nanos, Outcome, Spec};
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ErrorKind, ServerErrorKind};
-use tokio::sync::Mutex;
+use redis::{ErrorKind, ServerErrorKind};
 
 use crate::breaker::CircuitBreaker;
+use crate::connection::{Connector, SCAN_COUNT};
 use crate::script::{Program, ban_params};
 
 /// How a [`RedisLimiter`] reaches Redis. The defaults are in [`RedisSettings::new`].
@@ -76,22 +74,10 @@ pub struct RedisLimiter {
     ban_params: [u64; 4],
     prefix: String,
     program: Program,
-    client: redis::Client,
-    timeout: Duration,
-    conn: Mutex<Option<MultiplexedConnection>>,
-    breaker: CircuitBreaker,
+    connector: Connector,
 }
 
 const NS_PER_SEC: u64 = 1_000_000_000;
-
-/// Bound on a whole ban listing or lift (each call inside it is also bounded by the
-/// per-call timeout): a listing scans the keyspace in many calls, and it is an operator's
-/// request, not a request's decision, so it may take longer than one decision.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Keys asked for per `SCAN` call: large enough for few round trips, small enough that one
-/// call does not hold Redis for long.
-const SCAN_COUNT: u64 = 1000;
 
 impl RedisLimiter {
     /// A limiter for the policy `policy` running `spec`; `count_rejected` as in
@@ -107,7 +93,7 @@ impl RedisLimiter {
     ) -> Result<Self, ConfigError> {
         let program = Program::new(&spec)?;
         let ban_params = ban_params(ban.as_ref())?;
-        let client = redis::Client::open(settings.url.as_str()).map_err(ConfigError::Url)?;
+        let connector = Connector::new(settings).map_err(ConfigError::Url)?;
         Ok(Self {
             spec,
             count_rejected,
@@ -115,10 +101,7 @@ impl RedisLimiter {
             ban_params,
             prefix: format!("rampart:{{{policy}:"),
             program,
-            client,
-            timeout: settings.timeout,
-            conn: Mutex::new(None),
-            breaker: CircuitBreaker::new(settings.breaker_failures, settings.breaker_cool_down),
+            connector,
         })
     }
 
@@ -139,12 +122,12 @@ impl RedisLimiter {
 
     /// The circuit breaker guarding this limiter's decisions.
     pub fn breaker(&self) -> &CircuitBreaker {
-        &self.breaker
+        self.connector.breaker()
     }
 
     /// The per-call timeout.
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.connector.timeout()
     }
 
     /// The Redis key holding `client`'s state: `rampart:{<policy>:<client>}:<algorithm>`.
@@ -205,33 +188,34 @@ impl RedisLimiter {
     /// breaker nor trips it for the decisions. With Redis Cluster it lists the node the
     /// connection reaches.
     pub async fn bans(&self) -> Result<Vec<BanInfo>, RedisError> {
-        self.admin(self.list_bans(None)).await
+        self.connector.admin(self.list_bans(None)).await
     }
 
     /// As [`RedisLimiter::bans`], at `now` nanoseconds since the Unix epoch (for bans made
     /// by [`RedisLimiter::decide_at`]).
     pub async fn bans_at(&self, now: Nanos) -> Result<Vec<BanInfo>, RedisError> {
-        self.admin(self.list_bans(Some(now))).await
+        self.connector.admin(self.list_bans(Some(now))).await
     }
 
     /// Lifts `client`'s ban and forgets its strikes and its recent refusals, as
     /// [`rampart_ratelimit::Bans::lift`]; true if it was banned. Atomic, bounded like
     /// [`RedisLimiter::bans`].
     pub async fn lift(&self, client: &str) -> Result<bool, RedisError> {
-        self.admin(async {
-            let mut conn = self.connection().await?;
-            let (banned, _forgotten): (u64, u64) = redis::pipe()
-                .atomic()
-                .cmd("DEL")
-                .arg(self.ban_key(client))
-                .cmd("DEL")
-                .arg(self.strikes_key(client))
-                .arg(self.refusals_key(client))
-                .query_async(&mut conn)
-                .await?;
-            Ok(banned > 0)
-        })
-        .await
+        self.connector
+            .admin(async {
+                let mut conn = self.connector.connection().await?;
+                let (banned, _forgotten): (u64, u64) = redis::pipe()
+                    .atomic()
+                    .cmd("DEL")
+                    .arg(self.ban_key(client))
+                    .cmd("DEL")
+                    .arg(self.strikes_key(client))
+                    .arg(self.refusals_key(client))
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(banned > 0)
+            })
+            .await
     }
 
     async fn guarded(
@@ -240,30 +224,7 @@ impl RedisLimiter {
         cost: u64,
         now: Option<Nanos>,
     ) -> Result<Answer, RedisError> {
-        let Some(permit) = self.breaker.try_acquire(Instant::now()) else {
-            return Err(RedisError::CircuitOpen);
-        };
-        let result = match tokio::time::timeout(self.timeout, self.call(client, cost, now)).await {
-            // The client's own response timeout is the same bound: report both alike.
-            Ok(Err(RedisError::Redis(e))) if e.is_timeout() => {
-                Err(RedisError::Timeout(self.timeout))
-            }
-            Ok(result) => result,
-            Err(_) => Err(RedisError::Timeout(self.timeout)),
-        };
-        match result {
-            Ok(answer) => {
-                permit.succeeded();
-                Ok(answer)
-            }
-            Err(e) => {
-                if drops_connection(&e) {
-                    self.forget_connection();
-                }
-                permit.failed(Instant::now());
-                Err(e)
-            }
-        }
+        self.connector.guarded(self.call(client, cost, now)).await
     }
 
     async fn call(
@@ -272,7 +233,7 @@ impl RedisLimiter {
         cost: u64,
         now: Option<Nanos>,
     ) -> Result<Answer, RedisError> {
-        let mut conn = self.connection().await?;
+        let mut conn = self.connector.connection().await?;
         let keys = [
             self.key(client),
             self.ban_key(client),
@@ -315,47 +276,8 @@ impl RedisLimiter {
         parse(&reply).ok_or(RedisError::BadReply(reply))
     }
 
-    /// The shared connection, connecting when there is none. One task connects at a time;
-    /// the others wait for it (within their own timeout) rather than open more sockets.
-    async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
-        let mut slot = self.conn.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            return Ok(conn.clone());
-        }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
-        let conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        *slot = Some(conn.clone());
-        Ok(conn)
-    }
-
-    /// Runs an operator's request under [`ADMIN_TIMEOUT`], dropping a broken connection.
-    async fn admin<T>(
-        &self,
-        request: impl Future<Output = Result<T, RedisError>>,
-    ) -> Result<T, RedisError> {
-        let bound = ADMIN_TIMEOUT.max(self.timeout);
-        let result = match tokio::time::timeout(bound, request).await {
-            Ok(Err(RedisError::Redis(e))) if e.is_timeout() => {
-                Err(RedisError::Timeout(self.timeout))
-            }
-            Ok(result) => result,
-            Err(_) => Err(RedisError::Timeout(bound)),
-        };
-        if let Err(e) = &result
-            && drops_connection(e)
-        {
-            self.forget_connection();
-        }
-        result
-    }
-
     async fn list_bans(&self, now: Option<Nanos>) -> Result<Vec<BanInfo>, RedisError> {
-        let mut conn = self.connection().await?;
+        let mut conn = self.connector.connection().await?;
         let pattern = format!("{}*}}:ban", glob_escape(&self.prefix));
         let mut keys: Vec<Vec<u8>> = Vec::new();
         let mut cursor = 0u64;
@@ -423,22 +345,6 @@ impl RedisLimiter {
         }
         bans.sort_by(|a, b| a.client.cmp(&b.client));
         Ok(bans)
-    }
-
-    fn forget_connection(&self) {
-        // When another task holds the slot it is connecting afresh anyway.
-        if let Ok(mut slot) = self.conn.try_lock() {
-            *slot = None;
-        }
-    }
-}
-
-/// Errors after which the connection is not worth keeping: it is broken, or it hangs.
-fn drops_connection(e: &RedisError) -> bool {
-    match e {
-        RedisError::Timeout(_) => true,
-        RedisError::Redis(e) => e.is_io_error() || e.is_connection_dropped() || e.is_timeout(),
-        RedisError::CircuitOpen | RedisError::BadReply(_) => false,
     }
 }
 
