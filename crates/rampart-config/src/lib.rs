@@ -417,6 +417,12 @@ fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
         }
     }
 
+    if config.revocations.store == StoreKind::Redis && config.redis.is_none() {
+        err(
+            Location::UNKNOWN,
+            "revocations: store: redis needs the top-level redis section (its url)".into(),
+        );
+    }
     if let Some(a) = &config.api_keys {
         if http_header_name_invalid(&a.header) {
             err(

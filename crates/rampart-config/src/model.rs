@@ -54,6 +54,9 @@ pub struct Config {
     /// API keys, stored as SHA-256 digests (see docs/AUTH.md).
     #[serde(default)]
     pub api_keys: Option<ApiKeysConfig>,
+    /// Where token revocations are kept (see docs/AUTH.md).
+    #[serde(default)]
+    pub revocations: Revocations,
     /// Routes, matched most specific first (see docs/CONFIG.md).
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -396,6 +399,29 @@ pub struct RouteAuth {
     /// that presents an invalid token is still refused.
     #[serde(default)]
     pub optional: bool,
+}
+
+/// The revocation list.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Revocations {
+    /// `memory` (this gateway, the default) or `redis` (shared by the fleet through the
+    /// top-level `redis`). With Redis, a revocation check that Redis cannot answer fails
+    /// closed (the route's `failure_mode`).
+    #[serde(default)]
+    pub store: StoreKind,
+    /// Most entries kept in memory (default 1000000); a full list refuses new entries.
+    #[serde(default = "d_max_keys")]
+    pub max_entries: usize,
+}
+
+impl Default for Revocations {
+    fn default() -> Self {
+        Self {
+            store: StoreKind::Memory,
+            max_entries: d_max_keys(),
+        }
+    }
 }
 
 /// API keys.

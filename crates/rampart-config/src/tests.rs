@@ -326,3 +326,22 @@ api_keys:
             .contains("needs the top-level api_keys section")
     );
 }
+
+#[test]
+fn shared_revocations_need_redis() {
+    let yaml = GOOD.to_string() + "revocations: { store: redis }\n";
+    let errs = parse_str(&yaml).expect_err("invalid").0;
+    assert!(
+        errs[0]
+            .message
+            .contains("revocations: store: redis needs the top-level redis")
+    );
+    let ok = GOOD.to_string()
+        + "redis: { url: \"redis://127.0.0.1:6379\" }\nrevocations: { store: redis }\n";
+    let c = parse_str(&ok).expect("valid");
+    assert_eq!(c.revocations.store, StoreKind::Redis);
+    assert_eq!(
+        parse_str(GOOD).expect("valid").revocations.max_entries,
+        1_000_000
+    );
+}

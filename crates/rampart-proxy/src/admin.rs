@@ -127,7 +127,7 @@ fn unix_now() -> u64 {
 /// `GET /revocations`: revoked tokens and subject cut-offs in force.
 async fn list_revocations(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     let rt = shared.runtime.load_full();
-    match rampart_auth::revocation::RevocationStore::list(&*rt.revocations, unix_now()).await {
+    match rt.revocations.list(unix_now()).await {
         Ok((tokens, subjects)) => (
             StatusCode::OK,
             axum::Json(serde_json::json!({
@@ -186,7 +186,7 @@ async fn revoke(
     State(shared): State<Arc<Shared>>,
     body: Result<axum::Json<Revoke>, axum::extract::rejection::JsonRejection>,
 ) -> (StatusCode, String) {
-    use rampart_auth::revocation::{RevocationStore, RevokedSubject, RevokedToken};
+    use rampart_auth::revocation::{RevokedSubject, RevokedToken};
     let axum::Json(r) = match body {
         Ok(b) => b,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")),
@@ -260,7 +260,6 @@ async fn unrevoke(
     State(shared): State<Arc<Shared>>,
     axum::extract::Query(q): axum::extract::Query<Unrevoke>,
 ) -> (StatusCode, String) {
-    use rampart_auth::revocation::RevocationStore;
     let rt = shared.runtime.load_full();
     let as_revoke = Revoke {
         issuer: q.issuer,

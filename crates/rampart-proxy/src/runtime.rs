@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, StatusCode};
-use rampart_auth::revocation::MemoryRevocations;
+use rampart_auth::revocation::{MemoryRevocations, RevocationStore};
 use rampart_auth::{AuthSettings, Authenticate, Provider, TokenCache};
 use rampart_config::{
     AuthProvider, Config, ConfigError, ConfigErrors, Location, RateAlgorithm, RateLimitPolicy,
@@ -50,7 +50,7 @@ pub struct Runtime {
     /// provider whose settings did not change (and so its fetched keys).
     pub auth_providers: HashMap<String, (AuthProvider, Arc<Provider>)>,
     /// Revoked tokens and subjects, the same for every runtime of a process.
-    pub revocations: Arc<MemoryRevocations>,
+    pub revocations: Arc<dyn RevocationStore>,
 }
 
 /// A compiled route.
@@ -130,10 +130,10 @@ impl Runtime {
         // Verified tokens are cached per runtime (a reload may change what a provider
         // accepts); revocations live as long as the process.
         let token_cache = Arc::new(TokenCache::new(100_000, Duration::from_secs(300)));
-        let revocations = previous.map_or_else(
-            || Arc::new(MemoryRevocations::new(1_000_000)),
-            |p| p.revocations.clone(),
-        );
+        let revocations = revocation_store(config, previous).unwrap_or_else(|e| {
+            errors.push(ConfigError::at(file, Location::UNKNOWN, e));
+            Arc::new(MemoryRevocations::new(1))
+        });
         let mut listeners = HashMap::new();
         for l in &config.listeners {
             let mut rt = ListenerRuntime {
@@ -332,6 +332,39 @@ fn rate_policies(
         out.insert(name.clone(), (settings.clone(), policy));
     }
     out
+}
+
+/// The revocation list: the previous runtime's when its store settings did not change (so
+/// revocations survive reloads), else a new one in memory or over the shared Redis.
+fn revocation_store(
+    config: &Config,
+    previous: Option<&Runtime>,
+) -> Result<Arc<dyn RevocationStore>, String> {
+    let same_redis = |p: &Runtime| {
+        p.config.redis.as_ref().map(unplaced_redis) == config.redis.as_ref().map(unplaced_redis)
+    };
+    if let Some(p) = previous.filter(|p| {
+        p.config.revocations == config.revocations
+            && (config.revocations.store == StoreKind::Memory || same_redis(p))
+    }) {
+        return Ok(p.revocations.clone());
+    }
+    match (config.revocations.store, &config.redis) {
+        (StoreKind::Redis, Some(r)) => {
+            let settings = RedisSettings {
+                url: r.url.value.clone(),
+                timeout: r.timeout.0,
+                breaker_failures: r.breaker_failures,
+                breaker_cool_down: r.breaker_cool_down.0,
+            };
+            let store = rampart_ratelimit_redis::RedisRevocations::new(&settings)
+                .map_err(|e| format!("revocations: {e}"))?;
+            Ok(Arc::new(store))
+        }
+        _ => Ok(Arc::new(MemoryRevocations::new(
+            config.revocations.max_entries,
+        ))),
+    }
 }
 
 /// `p` without source locations: a policy that only moved in the file is the same policy.

@@ -247,3 +247,72 @@ routes:
         gw.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_token_revoked_through_one_gateway_is_refused_by_every_gateway() {
+    let idp = rampart_test_support::idp::MockIdp::start().await;
+    let up = MockUpstream::start().await;
+    let redis = RedisServer::start();
+    let dir = TempDir::new();
+    let extra = format!(
+        r#"
+revocations: {{ store: redis }}
+auth_providers:
+  corp:
+    issuer: "{issuer}"
+    audiences: [rampart]
+    jwks: {{ discovery: true }}
+routes:
+  - name: orders
+    match: {{ prefix: /orders }}
+    upstream: up
+    auth: {{ providers: [corp] }}
+"#,
+        issuer = idp.issuer()
+    );
+    let gws = fleet(2, &up, &redis, &dir, &extra).await;
+    let (a, b) = (
+        gws[0].listener_addr("http").unwrap(),
+        gws[1].listener_addr("http").unwrap(),
+    );
+    let claims = idp.claims("alice", "");
+    let jti = claims["jti"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {}", idp.mint(&claims));
+    for gw in [a, b] {
+        assert_eq!(
+            http1_get(gw, "/orders/1", &[("authorization", &auth)])
+                .await
+                .status(),
+            200
+        );
+    }
+    let revoke = http::Request::post("/revocations")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            serde_json::json!({"provider": "corp", "jti": jti}).to_string(),
+        )))
+        .unwrap();
+    let r = http1_request(gws[0].admin_addr(), revoke).await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Both gateways had the token in their verified-token cache; both refuse it now.
+    for gw in [a, b] {
+        let r = http1_get(gw, "/orders/1", &[("authorization", &auth)]).await;
+        assert_eq!(
+            (r.status().as_u16(), reason(r.body())),
+            (401, "revoked".into())
+        );
+    }
+    let list = echo(
+        http1_get(gws[1].admin_addr(), "/revocations", &[])
+            .await
+            .body(),
+    );
+    assert_eq!(list["tokens"][0]["jti"], jti.as_str());
+    // Redis gone: a revocation check cannot be made, and the request fails closed.
+    drop(redis);
+    let r = http1_get(b, "/orders/1", &[("authorization", &auth)]).await;
+    assert_eq!(r.status(), 503);
+    for gw in gws {
+        gw.shutdown().await;
+    }
+}
