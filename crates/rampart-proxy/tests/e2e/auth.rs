@@ -504,3 +504,66 @@ routes:
     let r = http1_get(addr, "/opaque/1", &[("authorization", "Bearer op-live-2")]).await;
     assert_eq!(r.status(), 200, "failures are not cached");
 }
+
+#[tokio::test]
+async fn tokens_come_only_from_where_the_provider_says() {
+    let idp = MockIdp::start().await;
+    let up = MockUpstream::start().await;
+    let dir = TempDir::new();
+    let extra = format!(
+        r#"
+auth_providers:
+  header: {{ issuer: "{issuer}", audiences: [rampart], jwks: {{ discovery: true }} }}
+  cookie: {{ issuer: "{issuer}", audiences: [rampart], jwks: {{ discovery: true }}, token_from: {{ cookie: at }} }}
+  query: {{ issuer: "{issuer}", audiences: [rampart], jwks: {{ discovery: true }}, token_from: {{ query: access_token }} }}
+routes:
+  - {{ name: h, match: {{ prefix: /h }}, upstream: up, auth: {{ providers: [header] }} }}
+  - {{ name: c, match: {{ prefix: /c }}, upstream: up, auth: {{ providers: [cookie] }} }}
+  - {{ name: q, match: {{ prefix: /q }}, upstream: up, auth: {{ providers: [query] }} }}
+"#,
+        issuer = idp.issuer()
+    );
+    let gw = start(&config(up.addr, &dir.path("a.log"), &extra)).await;
+    let addr = gw.listener_addr("http").unwrap();
+    let token = idp.token("alice", "");
+    let in_query = format!("/h?access_token={token}");
+    // Query-string tokens are off unless a provider names the parameter.
+    let r = http1_get(addr, &in_query, &[]).await;
+    assert_eq!(
+        (r.status().as_u16(), reason(r.body())),
+        (401, "missing_token".into())
+    );
+    let r = http1_get(addr, &format!("/q?access_token={token}"), &[]).await;
+    assert_eq!(r.status(), 200);
+    let cookie = format!("theme=dark; at={token}");
+    assert_eq!(
+        http1_get(addr, "/c", &[("cookie", &cookie)]).await.status(),
+        200
+    );
+    // A cookie provider does not read the Authorization header, and the other way round.
+    let auth = bearer(&token);
+    assert_eq!(
+        http1_get(addr, "/c", &[("authorization", &auth)])
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        http1_get(addr, "/h", &[("cookie", &cookie)]).await.status(),
+        401
+    );
+    assert_eq!(
+        http1_get(addr, "/h", &[("authorization", &auth)])
+            .await
+            .status(),
+        200
+    );
+    // Another scheme in Authorization is not a bearer token.
+    let r = http1_get(
+        addr,
+        "/h",
+        &[("authorization", "Basic YWxpY2U6d29uZGVybGFuZA==")],
+    )
+    .await;
+    assert_eq!(reason(r.body()), "missing_token");
+}
