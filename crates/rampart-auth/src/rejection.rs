@@ -180,6 +180,8 @@ mod tests {
             Rejection::BadTyp,
             Rejection::MissingClaim("sub".into()),
             Rejection::BadClaimType("exp".into()),
+            Rejection::Revoked,
+            Rejection::Inactive,
         ];
         let codes: Vec<_> = all.iter().map(Rejection::reason).collect();
         assert_eq!(codes, Rejection::REASONS);

@@ -985,8 +985,13 @@ fn attack_corpus_has_zero_false_accepts() {
     names.dedup();
     assert_eq!(names.len(), cases.len(), "case names are unique");
     assert!(cases.len() >= 40);
-    // Every reason code the corpus can reach, it does reach.
-    for reason in Rejection::REASONS {
+    // Every reason code the corpus can reach, it does reach. `revoked` and `inactive` come
+    // from the revocation list and introspection, not from the verifier; the end-to-end
+    // tests of the defense reach them.
+    for reason in Rejection::REASONS
+        .into_iter()
+        .filter(|r| !["revoked", "inactive"].contains(r))
+    {
         assert!(
             cases.iter().any(|c| c.expect == reason),
             "no case for {reason}"
