@@ -606,6 +606,29 @@ fn query<'r>(head: &'r Parts, name: &str) -> Option<&'r str> {
         .filter(|v| !v.is_empty())
 }
 
+/// Removes every `name=...` parameter from `uri`'s query.
+fn strip_query_param(uri: &mut rampart_core::http_reexport::Uri, name: &str) {
+    use rampart_core::http_reexport::Uri;
+    use rampart_core::http_reexport::uri::PathAndQuery;
+    let Some(query) = uri.query() else {
+        return;
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| pair.split_once('=').map_or(*pair, |(k, _)| k) != name)
+        .collect();
+    let pq = if kept.is_empty() {
+        uri.path().to_string()
+    } else {
+        format!("{}?{}", uri.path(), kept.join("&"))
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = PathAndQuery::from_maybe_shared(pq).ok();
+    if let Ok(stripped) = Uri::from_parts(parts) {
+        *uri = stripped;
+    }
+}
+
 fn has_scopes(granted: &[String], needed: &[String]) -> bool {
     needed.iter().all(|n| granted.iter().any(|g| g == n))
 }
@@ -687,6 +710,11 @@ impl rampart_core::Defense for Authenticate {
         };
         for h in &self.strip {
             head.headers.remove(h);
+        }
+        // A token in the query string is a credential for the gateway: it does not go
+        // upstream (where it would end up in access logs).
+        if let Some(TokenFrom::Query(name)) = self.providers.get(found_by).map(|p| &p.token_from) {
+            strip_query_param(&mut head.uri, name);
         }
         let now = self.now();
         let hash = token_hash(&token);

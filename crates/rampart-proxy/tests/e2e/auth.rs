@@ -533,8 +533,18 @@ routes:
         (r.status().as_u16(), reason(r.body())),
         (401, "missing_token".into())
     );
-    let r = http1_get(addr, &format!("/q?access_token={token}"), &[]).await;
+    let r = http1_get(
+        addr,
+        &format!("/q?page=2&access_token={token}&sort=asc"),
+        &[],
+    )
+    .await;
     assert_eq!(r.status(), 200);
+    assert_eq!(
+        echo(r.body())["path"],
+        "/q?page=2&sort=asc",
+        "the token does not go upstream"
+    );
     let cookie = format!("theme=dark; at={token}");
     assert_eq!(
         http1_get(addr, "/c", &[("cookie", &cookie)]).await.status(),
