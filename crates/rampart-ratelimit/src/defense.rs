@@ -531,8 +531,8 @@ impl rampart_core::Defense for RateLimit {
     }
 
     /// A request that authentication refused for a bad credential counts towards the bans
-    /// of the policies that ask for it (in memory; not for keys that need a request header,
-    /// which is gone by now).
+    /// of the policies that ask for it, in memory or in the shared store (not for keys that
+    /// need a request header, which is gone by now).
     fn on_complete(&self, ctx: &RequestContext, status: StatusCode) {
         if status != StatusCode::UNAUTHORIZED {
             return;
@@ -551,8 +551,14 @@ impl rampart_core::Defense for RateLimit {
             if !p.ban_on_auth_failures || p.shadow || keyed_by_header || !p.applies(ctx) {
                 continue;
             }
-            if let Some(bans) = &p.bans {
-                bans.refused(&p.client_label(ctx, &head), now);
+            match (&p.store, &p.bans) {
+                (Backend::Shared(store), _) if p.banning => {
+                    store.strike(&p.client_label(ctx, &head));
+                }
+                (Backend::Memory(_), Some(bans)) => {
+                    bans.refused(&p.client_label(ctx, &head), now);
+                }
+                _ => {}
             }
         }
     }

@@ -60,4 +60,10 @@ pub trait SharedStore: Send + Sync + std::fmt::Debug {
 
     /// Lifts `client`'s ban and escalation; true if it was banned.
     async fn lift(&self, client: &str) -> Result<bool, String>;
+
+    /// Counts a refusal of `client` by another layer (a bad credential) towards its ban,
+    /// without a rate decision. Called when the request is complete, so it must not block:
+    /// an implementation that talks to a server does so in the background, and a failure
+    /// only loses that one strike. The default counts nothing.
+    fn strike(&self, _client: &str) {}
 }
