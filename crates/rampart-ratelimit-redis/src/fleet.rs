@@ -39,9 +39,9 @@ pub struct FleetDecision {
 
 /// A policy shared through Redis, with a failure mode.
 pub struct FleetLimiter {
-    redis: RedisLimiter,
+    redis: Arc<RedisLimiter>,
     mode: FailureMode,
-    local: Option<Local>,
+    local: Option<Arc<Local>>,
     clock: Arc<dyn Clock>,
     origin: Instant,
 }
@@ -72,13 +72,15 @@ impl FleetLimiter {
         local_max_keys: usize,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let local = (mode == FailureMode::Local).then(|| Local {
-            store: LocalStore::new(redis.spec(), local_max_keys),
-            bans: redis.ban().map(|rule| Bans::new(rule, local_max_keys)),
+        let local = (mode == FailureMode::Local).then(|| {
+            Arc::new(Local {
+                store: LocalStore::new(redis.spec(), local_max_keys),
+                bans: redis.ban().map(|rule| Bans::new(rule, local_max_keys)),
+            })
         });
         let origin = clock.now();
         Self {
-            redis,
+            redis: Arc::new(redis),
             mode,
             local,
             clock,
@@ -126,8 +128,7 @@ impl FleetLimiter {
                 DecisionPath::FailOpen,
             ),
             (FailureMode::Local, Some(local)) => {
-                let now = self.clock.now().saturating_duration_since(self.origin);
-                let now = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+                let now = local_now(self.clock.as_ref(), self.origin);
                 (
                     local.decide(client, now, cost, self.redis.count_rejected()),
                     DecisionPath::Local,
@@ -146,6 +147,12 @@ impl FleetLimiter {
             error: Some(error),
         }
     }
+}
+
+/// The fallback's time: nanoseconds since the limiter was made.
+fn local_now(clock: &dyn Clock, origin: Instant) -> Nanos {
+    let now = clock.now().saturating_duration_since(origin);
+    u64::try_from(now.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The rate-limit defense's view: errors become their messages, for the log and the admin
@@ -173,6 +180,34 @@ impl SharedStore for FleetLimiter {
         let local = self.local_bans().is_some_and(|bans| bans.lift(client));
         let shared = self.redis.lift(client).await.map_err(|e| e.to_string())?;
         Ok(shared || local)
+    }
+
+    /// Counts the strike in Redis from a background task (none outside a Tokio runtime:
+    /// the strike is dropped). When Redis fails and the failure mode is
+    /// [`FailureMode::Local`] with a ban rule, the strike is counted in the in-memory
+    /// fallback's bans instead, as a refused decision would be; otherwise it is lost.
+    fn strike(&self, client: &str) {
+        if self.redis.ban().is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let redis = Arc::clone(&self.redis);
+        let local = self.local.clone();
+        let clock = Arc::clone(&self.clock);
+        let origin = self.origin;
+        let client = client.to_string();
+        runtime.spawn(async move {
+            if redis.strike(&client).await.is_err()
+                && let Some(bans) = local.as_ref().and_then(|l| l.bans.as_ref())
+            {
+                let now = local_now(clock.as_ref(), origin);
+                if bans.banned(&client, now).is_none() {
+                    bans.refused(&client, now);
+                }
+            }
+        });
     }
 }
 

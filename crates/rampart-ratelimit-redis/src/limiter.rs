@@ -7,7 +7,7 @@ use redis::{ErrorKind, ServerErrorKind};
 
 use crate::breaker::CircuitBreaker;
 use crate::connection::{Connector, SCAN_COUNT};
-use crate::script::{Program, ban_params};
+use crate::script::{Program, ban_params, strike_program};
 
 /// How a [`RedisLimiter`] reaches Redis. The defaults are in [`RedisSettings::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +74,7 @@ pub struct RedisLimiter {
     ban_params: [u64; 4],
     prefix: String,
     program: Program,
+    strike: (redis::Script, String),
     connector: Connector,
 }
 
@@ -101,6 +102,7 @@ impl RedisLimiter {
             ban_params,
             prefix: format!("rampart:{{{policy}:"),
             program,
+            strike: strike_program(),
             connector,
         })
     }
@@ -180,6 +182,47 @@ impl RedisLimiter {
         self.guarded(client, cost, Some(now)).await
     }
 
+    /// Counts a refusal of `client` by another layer (a bad credential) towards its ban,
+    /// without a rate decision, at Redis's time: exactly as a refused decision counts, in
+    /// one atomic call bounded by the timeout and the circuit breaker. Returns the ban's
+    /// length when this strike bans; `None` when it does not, when the client is already
+    /// banned (a banned client's strikes are not counted, as its requests are not), and,
+    /// without a call, when the policy does not ban.
+    pub async fn strike(&self, client: &str) -> Result<Option<Duration>, RedisError> {
+        self.guarded_strike(client, None).await
+    }
+
+    /// As [`RedisLimiter::strike`], at `now` nanoseconds since the Unix epoch (as
+    /// [`RedisLimiter::decide_at`]).
+    pub async fn strike_at(
+        &self,
+        client: &str,
+        now: Nanos,
+    ) -> Result<Option<Duration>, RedisError> {
+        self.guarded_strike(client, Some(now)).await
+    }
+
+    async fn guarded_strike(
+        &self,
+        client: &str,
+        now: Option<Nanos>,
+    ) -> Result<Option<Duration>, RedisError> {
+        if self.ban.is_none() {
+            return Ok(None);
+        }
+        let reply = self
+            .connector
+            .guarded(self.run(&self.strike.0, &self.strike.1, &[], client, 0, now))
+            .await?;
+        match *reply.as_slice() {
+            [3, length, 1, ..] => Ok(Some(Duration::from_nanos(
+                u64::try_from(length).unwrap_or(u64::MAX),
+            ))),
+            [2, ..] | [3, _] => Ok(None),
+            _ => Err(RedisError::BadReply(reply)),
+        }
+    }
+
     /// The bans of this policy in force at Redis's time, sorted by client.
     ///
     /// Scans the keyspace (`SCAN MATCH rampart:{<policy>:*}:ban`), so it costs one round
@@ -233,6 +276,30 @@ impl RedisLimiter {
         cost: u64,
         now: Option<Nanos>,
     ) -> Result<Answer, RedisError> {
+        let program = &self.program;
+        let reply = self
+            .run(
+                &program.script,
+                &program.code,
+                &program.params,
+                client,
+                cost,
+                now,
+            )
+            .await?;
+        parse(&reply).ok_or(RedisError::BadReply(reply))
+    }
+
+    /// Runs a script (`script`, whose source is `code`) over `client`'s keys.
+    async fn run(
+        &self,
+        script: &redis::Script,
+        code: &str,
+        params: &[u64],
+        client: &str,
+        cost: u64,
+        now: Option<Nanos>,
+    ) -> Result<Vec<i64>, RedisError> {
         let mut conn = self.connector.connection().await?;
         let keys = [
             self.key(client),
@@ -254,12 +321,12 @@ impl RedisLimiter {
                 .arg(if self.count_rejected { "1" } else { "0" })
                 .arg(&self.ban_params[..])
                 .arg(ban_client);
-            for p in &self.program.params {
+            for p in params {
                 cmd.arg(*p);
             }
         };
         let mut evalsha = redis::cmd("EVALSHA");
-        evalsha.arg(self.program.script.get_hash());
+        evalsha.arg(script.get_hash());
         args(&mut evalsha);
         let reply: Vec<i64> = match evalsha.query_async(&mut conn).await {
             Ok(reply) => reply,
@@ -267,13 +334,13 @@ impl RedisLimiter {
                 // First use on this server (or after a restart): EVAL runs the script and
                 // caches it, so later calls are back to one EVALSHA.
                 let mut eval = redis::cmd("EVAL");
-                eval.arg(&self.program.code);
+                eval.arg(code);
                 args(&mut eval);
                 eval.query_async(&mut conn).await?
             }
             Err(e) => return Err(e.into()),
         };
-        parse(&reply).ok_or(RedisError::BadReply(reply))
+        Ok(reply)
     }
 
     async fn list_bans(&self, now: Option<Nanos>) -> Result<Vec<BanInfo>, RedisError> {

@@ -145,6 +145,14 @@ impl Program {
     }
 }
 
+/// The script that counts a refusal by another layer (a strike) towards a ban: the ban
+/// wrapper around a `decide` that always refuses, so a strike counts and bans exactly as a
+/// refused decision does, and a client already banned is not counted.
+pub(crate) fn strike_program() -> (redis::Script, String) {
+    let code = format!("{PRELUDE}\nlocal function decide()\nreturn {{2, 0}}\nend\n{BANS}");
+    (redis::Script::new(&code), code)
+}
+
 /// The ban rule as the scripts' ARGV[5..8]: refusals that ban (0 for no rule), the counting
 /// window, the first and the longest ban, in nanoseconds; with the same arithmetic as
 /// [`rampart_ratelimit::Bans`].

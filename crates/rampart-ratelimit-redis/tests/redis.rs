@@ -1068,3 +1068,124 @@ async fn the_local_fallback_bans_on_its_own_gateway() {
     assert!(store.lift("c").await.is_err());
     assert!(refused(store.decide("c", 1).await.answer));
 }
+
+// ---------------------------------------------------------------------------------------
+// Strikes by another layer
+// ---------------------------------------------------------------------------------------
+
+/// A generous policy: its rate never refuses, so only strikes ban.
+const GENEROUS: Spec = Spec::Gcra {
+    count: 1000,
+    period: Duration::from_secs(1),
+    burst: 1000,
+};
+
+#[tokio::test]
+async fn strikes_ban_exactly_as_refusals_do_and_every_gateway_sees_it() {
+    let server = RedisServer::start();
+    let rule = BanRule {
+        after: 3,
+        within: Duration::from_secs(60),
+        duration: Duration::from_secs(10),
+        max_duration: Duration::from_secs(25),
+    };
+    let a = banning(&server, "auth", GENEROUS, false, rule);
+    let b = banning(&server, "auth", GENEROUS, false, rule);
+    // The in-memory defense: a banned client's refusals are not counted.
+    let memory = Bans::new(rule, 100);
+    let model = |client: &str, now: Nanos| {
+        if memory.banned(client, now).is_some() {
+            None
+        } else {
+            memory.refused(client, now)
+        }
+    };
+    // Strikes at irregular times over several counting windows, bans and re-bans.
+    let mut rng = Lcg(7);
+    let mut t = T0;
+    let mut bans = 0;
+    for _ in 0..200 {
+        t += rng.next() % (4 * SEC);
+        let client = if rng.next().is_multiple_of(4) {
+            "ip:2"
+        } else {
+            "ip:1"
+        };
+        let expected = model(client, t);
+        assert_eq!(
+            a.strike_at(client, t).await.unwrap(),
+            expected,
+            "{client} at {t}"
+        );
+        bans += usize::from(expected.is_some());
+        // Every gateway sees the same ban, before the rate.
+        let seen = b.decide_at(client, 1, t).await.unwrap();
+        match memory.banned(client, t) {
+            Some(left) => assert_eq!(seen, Answer::Banned(left), "{client} at {t}"),
+            None => assert!(matches!(seen, Answer::Decided(Outcome::Allow { .. }))),
+        }
+    }
+    assert!(bans >= 5, "the trace bans and re-bans ({bans})");
+    // Three strikes in a row from a fresh client: the third bans for `duration`.
+    let t = T0 + 3600 * SEC;
+    assert_eq!(a.strike_at("ip:3", t).await.unwrap(), None);
+    assert_eq!(a.strike_at("ip:3", t).await.unwrap(), None);
+    assert_eq!(
+        a.strike_at("ip:3", t).await.unwrap(),
+        Some(Duration::from_secs(10))
+    );
+    assert_eq!(
+        b.decide_at("ip:3", 1, t + SEC).await.unwrap(),
+        Answer::Banned(Duration::from_secs(9))
+    );
+    // Strikes and refused decisions count together.
+    let stingy = banning(&server, "mixed", STINGY, false, rule);
+    assert!(!refused(stingy.decide_at("ip:4", 1, t).await.unwrap()));
+    assert!(refused(stingy.decide_at("ip:4", 1, t).await.unwrap()));
+    assert_eq!(stingy.strike_at("ip:4", t).await.unwrap(), None);
+    assert_eq!(
+        stingy.decide_at("ip:4", 1, t).await.unwrap(),
+        Answer::Banned(Duration::from_secs(10))
+    );
+    // Without a ban rule a strike is nothing, and makes no call.
+    let plain = RedisLimiter::new(
+        "plain",
+        GENEROUS,
+        false,
+        None,
+        &RedisSettings::new("redis://127.0.0.1:1"),
+    )
+    .unwrap();
+    assert_eq!(plain.strike("ip:1").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn fleet_strikes_through_the_shared_store_ban_in_the_background() {
+    let server = RedisServer::start();
+    let rule = BanRule {
+        after: 2,
+        within: Duration::from_secs(60),
+        duration: Duration::from_secs(30),
+        max_duration: Duration::from_secs(60),
+    };
+    let redis = banning(&server, "auth-fleet", GENEROUS, false, rule);
+    let fleet = FleetLimiter::new(redis, FailureMode::Closed, 100, Arc::new(SystemClock));
+    let store: &dyn SharedStore = &fleet;
+    store.strike("ip:1");
+    store.strike("ip:1");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let d = store.decide("ip:1", 1).await;
+        assert_eq!(d.path, DecisionPath::Shared, "{:?}", d.error);
+        if matches!(d.answer, Answer::Banned(_)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "two strikes never banned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Another client is untouched.
+    assert!(matches!(
+        store.decide("ip:2", 1).await.answer,
+        Answer::Decided(Outcome::Allow { .. })
+    ));
+}

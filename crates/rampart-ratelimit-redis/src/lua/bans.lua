@@ -1,4 +1,5 @@
--- Bans, around every algorithm (its body is the function `decide` above), with the
+-- Bans, around every algorithm (its body is the function `decide` above; for a strike by
+-- another layer, a `decide` that always refuses), with the
 -- semantics of rampart_ratelimit::Bans: a banned client is answered before the rate is
 -- consulted; each refusal is counted in a fixed window of `within` aligned to the epoch; the
 -- refusal that makes `after` bans for `duration`, doubled for each earlier ban still
@@ -68,4 +69,5 @@ local forget = length + ban_max + ban_within
 local s, n = at(forget)
 redis.call('HSET', strikes_key, 'k', fmt(strikes), 's', s, 'n', n)
 expire_key(strikes_key, forget)
-return {3, length}
+-- The third element tells a new ban from one already in force (a strike reads it).
+return {3, length, 1}
