@@ -747,7 +747,6 @@ pub struct BanConfig {
     pub max_duration: HumanDuration,
     /// Requests that authentication refuses for a bad token or API key count as refusals
     /// too (default true), so a client guessing credentials is banned like one flooding.
-    /// In-memory policies only.
     #[serde(default = "yes")]
     pub auth_failures: bool,
 }

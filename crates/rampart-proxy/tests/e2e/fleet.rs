@@ -316,3 +316,64 @@ routes:
         gw.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn guessing_credentials_on_one_gateway_bans_the_client_on_all() {
+    let idp = rampart_test_support::idp::MockIdp::start().await;
+    let up = MockUpstream::start().await;
+    let redis = RedisServer::start();
+    let dir = TempDir::new();
+    let extra = format!(
+        r#"
+rate_limits:
+  guard: {{ rate: 1000/m, burst: 1000, store: redis, ban: {{ after: 3, within: 1m, duration: 1m }} }}
+auth_providers:
+  corp:
+    issuer: "{issuer}"
+    audiences: [rampart]
+    jwks: {{ discovery: true }}
+routes:
+  - name: orders
+    match: {{ prefix: /orders }}
+    upstream: up
+    rate_limit: [guard]
+    auth: {{ providers: [corp] }}
+"#,
+        issuer = idp.issuer()
+    );
+    let gws = fleet(2, &up, &redis, &dir, &extra).await;
+    let (a, b) = (
+        gws[0].listener_addr("http").unwrap(),
+        gws[1].listener_addr("http").unwrap(),
+    );
+    let good = format!("Bearer {}", idp.token("alice", ""));
+    assert_eq!(
+        http1_get(b, "/orders/1", &[("authorization", &good)])
+            .await
+            .status(),
+        200
+    );
+    for bad in ["Bearer a.b.c", "Bearer x.y.z", "Bearer q.r.s"] {
+        assert_eq!(
+            http1_get(a, "/orders/1", &[("authorization", bad)])
+                .await
+                .status(),
+            401
+        );
+    }
+    // The strikes are recorded in the background, after each response: give them a moment.
+    let mut last = 0;
+    for _ in 0..40 {
+        let r = http1_get(b, "/orders/1", &[("authorization", &good)]).await;
+        last = r.status().as_u16();
+        if last == 429 {
+            assert_eq!(reason(r.body()), "banned");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last, 429, "the other gateway bans the guessing client");
+    for gw in gws {
+        gw.shutdown().await;
+    }
+}
