@@ -50,7 +50,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::keys::random_id;
 pub use crate::keys::{KeyAlg, KeyError, SigningKey, sign_jwt};
-use crate::tasks::TaskGroup;
+pub use crate::tasks::TaskGroup;
 
 mod keys;
 mod server;

@@ -1,4 +1,5 @@
-//! The tasks a provider owns, aborted together when it is dropped.
+//! The tasks a server owns, aborted together when it is dropped (also used by the test
+//! servers of `rampart-test-support`).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,7 +11,7 @@ use tokio::task::JoinSet;
 /// instead of started, so an accept loop racing the shutdown cannot leave a connection task
 /// behind.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct TaskGroup(Arc<Mutex<TaskGroupInner>>);
+pub struct TaskGroup(Arc<Mutex<TaskGroupInner>>);
 
 #[derive(Debug, Default)]
 struct TaskGroupInner {
@@ -20,7 +21,7 @@ struct TaskGroupInner {
 
 impl TaskGroup {
     /// Spawns `task` on the current runtime, unless the group was shut down.
-    pub(crate) fn spawn<F>(&self, task: F)
+    pub fn spawn<F>(&self, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -34,7 +35,7 @@ impl TaskGroup {
     }
 
     /// Aborts every task of the group and refuses new ones.
-    pub(crate) fn shutdown(&self) {
+    pub fn shutdown(&self) {
         let mut inner = self.lock();
         inner.closed = true;
         inner.set.abort_all();

@@ -20,9 +20,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
-
-use tokio::task::JoinSet;
+use std::sync::Arc;
 
 pub mod client;
 pub mod pki;
@@ -68,45 +66,8 @@ pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// A set of tasks that a server owns: everything it spawns (accept loop, connections,
-/// upgraded sockets) goes here, and [`TaskGroup::shutdown`] aborts all of it. Once shut down,
-/// new spawns are dropped instead of started, so an accept loop racing the shutdown cannot
-/// leave a connection task behind.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct TaskGroup(Arc<Mutex<TaskGroupInner>>);
-
-#[derive(Debug, Default)]
-struct TaskGroupInner {
-    set: JoinSet<()>,
-    closed: bool,
-}
-
-impl TaskGroup {
-    fn lock(&self) -> MutexGuard<'_, TaskGroupInner> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Spawns `task` on the current runtime, unless the group was shut down.
-    pub(crate) fn spawn<F>(&self, task: F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let mut inner = self.lock();
-        if inner.closed {
-            return;
-        }
-        // Forget finished tasks so a long-lived server does not accumulate handles.
-        while inner.set.try_join_next().is_some() {}
-        inner.set.spawn(task);
-    }
-
-    /// Aborts every task of the group and refuses new ones.
-    pub(crate) fn shutdown(&self) {
-        let mut inner = self.lock();
-        inner.closed = true;
-        inner.set.abort_all();
-    }
-}
+/// The task group of the servers here: the identity provider's, shared rather than copied.
+pub(crate) use rampart_idp::TaskGroup;
 
 /// Shuts its [`TaskGroup`] down when dropped; for groups owned by a function call.
 #[derive(Debug)]

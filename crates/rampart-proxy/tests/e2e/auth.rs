@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use rampart_test_support::client::{http1_get, http1_request};
+use rampart_test_support::client::http1_get;
 use rampart_test_support::idp::{KeyAlg, MockIdp, SigningKey};
 use rampart_test_support::upstream::MockUpstream;
 
-use crate::common::{TempDir, config, echo, log_lines, metrics, start};
+use crate::common::{TempDir, admin_delete, admin_post, config, echo, log_lines, metrics, start};
 
 fn routes(idp: &MockIdp, cooldown: &str) -> String {
     format!(
@@ -250,21 +250,11 @@ async fn revoked_tokens_and_subjects_are_refused_until_the_revocation_is_removed
         200
     );
 
-    let post = |body: serde_json::Value| {
-        http::Request::post("/revocations")
-            .header("content-type", "application/json")
-            .body(http_body_util::Full::new(bytes::Bytes::from(
-                body.to_string(),
-            )))
-            .unwrap()
-    };
-    let r = http1_request(
-        admin,
-        post(serde_json::json!({"provider": "corp", "jti": jti})),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), 200);
+    let post = |body| admin_post(admin, "/revocations", body);
+    assert_eq!(
+        post(serde_json::json!({"provider": "corp", "jti": jti})).await,
+        200
+    );
     // Cached or not, the revoked token is refused from now on.
     let r = http1_get(addr, "/orders/1", &[("authorization", &auth)]).await;
     assert_eq!(
@@ -285,13 +275,8 @@ async fn revoked_tokens_and_subjects_are_refused_until_the_revocation_is_removed
         .unwrap()
         .as_secs()
         + 1;
-    let r = http1_request(
-        admin,
-        post(serde_json::json!({"issuer": idp.issuer(), "subject": "alice", "before": later})),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), 200);
+    let cut_off = serde_json::json!({"issuer": idp.issuer(), "subject": "alice", "before": later});
+    assert_eq!(post(cut_off).await, 200);
     let r = http1_get(addr, "/orders/1", &[("authorization", &fresh)]).await;
     assert_eq!(reason(r.body()), "revoked");
     let bob = bearer(&idp.token("bob", "orders:read"));
@@ -306,14 +291,11 @@ async fn revoked_tokens_and_subjects_are_refused_until_the_revocation_is_removed
     assert_eq!(list["tokens"][0]["jti"], jti.as_str());
     assert_eq!(list["subjects"][0]["subject"], "alice");
     // Bad requests are refused with a reason.
-    let r = http1_request(admin, post(serde_json::json!({"provider": "corp"})))
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let delete = http::Request::delete("/revocations?provider=corp&subject=alice")
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
-    assert_eq!(http1_request(admin, delete).await.unwrap().status(), 200);
+    assert_eq!(post(serde_json::json!({"provider": "corp"})).await, 400);
+    assert_eq!(
+        admin_delete(admin, "/revocations?provider=corp&subject=alice").await,
+        200
+    );
     assert_eq!(
         http1_get(addr, "/orders/1", &[("authorization", &fresh)])
             .await

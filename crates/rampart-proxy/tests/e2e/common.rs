@@ -94,3 +94,24 @@ pub async fn metrics(admin: SocketAddr) -> String {
     let r = rampart_test_support::client::http1_get(admin, "/metrics", &[]).await;
     String::from_utf8(r.body().to_vec()).unwrap()
 }
+
+/// `POST path` to the admin listener with a JSON body; returns the status.
+pub async fn admin_post(admin: SocketAddr, path: &str, body: serde_json::Value) -> u16 {
+    let request = http::Request::post(path)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .unwrap();
+    let r = rampart_test_support::client::http1_request(admin, request).await;
+    r.unwrap().status().as_u16()
+}
+
+/// `DELETE path` on the admin listener; returns the status.
+pub async fn admin_delete(admin: SocketAddr, path: &str) -> u16 {
+    let request = http::Request::delete(path)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let r = rampart_test_support::client::http1_request(admin, request).await;
+    r.unwrap().status().as_u16()
+}

@@ -4,11 +4,11 @@
 use std::time::{Duration, Instant};
 
 use rampart_proxy::Gateway;
-use rampart_test_support::client::{http1_get, http1_request};
+use rampart_test_support::client::http1_get;
 use rampart_test_support::redis::RedisServer;
 use rampart_test_support::upstream::MockUpstream;
 
-use crate::common::{TempDir, config, echo, log_lines, metrics, start};
+use crate::common::{TempDir, admin_delete, admin_post, config, echo, log_lines, metrics, start};
 
 fn reason(body: &[u8]) -> String {
     echo(body)["reason"]
@@ -138,11 +138,8 @@ routes:
     let list = echo(list.body());
     assert_eq!(list["login"][0]["client"], "ip:127.0.0.1");
     assert_eq!(list["login"][0]["strikes"], 1);
-    let lift = http::Request::delete("/bans?policy=login&client=ip:127.0.0.1")
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
-    let r = http1_request(gws[0].admin_addr(), lift).await.unwrap();
-    assert_eq!(r.status(), 200);
+    let lift = "/bans?policy=login&client=ip:127.0.0.1";
+    assert_eq!(admin_delete(gws[0].admin_addr(), lift).await, 200);
     let r = http1_get(b, "/login", &[]).await;
     assert_eq!(
         reason(r.body()),
@@ -286,14 +283,11 @@ routes:
             200
         );
     }
-    let revoke = http::Request::post("/revocations")
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            serde_json::json!({"provider": "corp", "jti": jti}).to_string(),
-        )))
-        .unwrap();
-    let r = http1_request(gws[0].admin_addr(), revoke).await.unwrap();
-    assert_eq!(r.status(), 200);
+    let revoke = serde_json::json!({"provider": "corp", "jti": jti});
+    assert_eq!(
+        admin_post(gws[0].admin_addr(), "/revocations", revoke).await,
+        200
+    );
     // Both gateways had the token in their verified-token cache; both refuse it now.
     for gw in [a, b] {
         let r = http1_get(gw, "/orders/1", &[("authorization", &auth)]).await;
