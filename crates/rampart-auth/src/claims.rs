@@ -24,7 +24,11 @@
 //!   or a dotted path such as `realm_access.roles`, is configurable), `client_id` (RFC 9068)
 //!   or else `azp`, `jti`: of the right type when present.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use rampart_core::{ClaimValue, Claims};
 
 use serde_json::{Map, Value};
 
@@ -51,6 +55,7 @@ pub struct ClaimsPolicy {
     typ: Option<String>,
     required: Vec<String>,
     roles_claim: String,
+    groups_claim: String,
 }
 
 /// A policy or verifier that cannot be built.
@@ -82,6 +87,10 @@ pub struct TokenIdentity {
     pub scopes: Vec<String>,
     /// Granted roles, from the policy's roles claim.
     pub roles: Vec<String>,
+    /// Groups, from the policy's groups claim.
+    pub groups: Vec<String>,
+    /// Every claim, for ownership checks and policies.
+    pub claims: Claims,
     /// The OAuth client, from `client_id` or `azp`.
     pub client_id: Option<String>,
     /// `jti`, for revocation.
@@ -108,6 +117,7 @@ impl ClaimsPolicy {
             typ: None,
             required: Vec::new(),
             roles_claim: "roles".to_owned(),
+            groups_claim: "groups".to_owned(),
         })
     }
 
@@ -170,6 +180,19 @@ impl ClaimsPolicy {
         Ok(self)
     }
 
+    /// Read groups from this claim, or from this dotted path (default `groups`).
+    pub fn with_groups_claim(
+        mut self,
+        claim: impl Into<String>,
+    ) -> Result<ClaimsPolicy, PolicyError> {
+        let claim = claim.into();
+        if claim.is_empty() || claim.split('.').any(str::is_empty) {
+            return Err(PolicyError::Empty("groups claim"));
+        }
+        self.groups_claim = claim;
+        Ok(self)
+    }
+
     /// The issuer tokens must name.
     pub fn issuer(&self) -> &str {
         &self.issuer
@@ -219,7 +242,9 @@ impl ClaimsPolicy {
             issuer,
             subject,
             scopes: scopes(claims)?,
-            roles: self.roles(claims)?,
+            roles: string_list(claims, &self.roles_claim)?,
+            groups: string_list(claims, &self.groups_claim)?,
+            claims: Arc::new(claim_values(claims)),
             client_id: match optional_string(claims, "client_id")? {
                 Some(id) => Some(id),
                 None => optional_string(claims, "azp")?,
@@ -288,19 +313,45 @@ impl ClaimsPolicy {
         }
         Ok((exp, iat))
     }
+}
 
-    fn roles(&self, claims: &Map<String, Value>) -> Result<Vec<String>, Rejection> {
-        let mut path = self.roles_claim.split('.');
-        let first = path.next().and_then(|name| claims.get(name));
-        let value = path.try_fold(first, |v, name| Some(v?.as_object()?.get(name)));
-        match value.flatten() {
-            None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(items)) => {
-                string_items(items).ok_or_else(|| Rejection::BadClaimType(self.roles_claim.clone()))
-            }
-            Some(_) => Err(Rejection::BadClaimType(self.roles_claim.clone())),
+/// The array of strings at `path` (a claim name or a dotted path); absent or `null` is
+/// empty.
+fn string_list(claims: &Map<String, Value>, path: &str) -> Result<Vec<String>, Rejection> {
+    let mut names = path.split('.');
+    let first = names.next().and_then(|name| claims.get(name));
+    let value = names.try_fold(first, |v, name| Some(v?.as_object()?.get(name)));
+    match value.flatten() {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => {
+            string_items(items).ok_or_else(|| Rejection::BadClaimType(path.to_owned()))
         }
+        Some(_) => Err(Rejection::BadClaimType(path.to_owned())),
     }
+}
+
+/// The claims as [`ClaimValue`]s, for ownership checks and policies. `null` and numbers
+/// that are not 64-bit integers are left out (they have no policy counterpart); so are
+/// array items of those kinds.
+pub fn claim_values(claims: &Map<String, Value>) -> BTreeMap<String, ClaimValue> {
+    fn convert(v: &Value) -> Option<ClaimValue> {
+        Some(match v {
+            Value::Null => return None,
+            Value::Bool(b) => ClaimValue::Bool(*b),
+            Value::Number(n) => ClaimValue::Int(n.as_i64()?),
+            Value::String(s) => ClaimValue::String(s.clone()),
+            Value::Array(items) => ClaimValue::List(items.iter().filter_map(convert).collect()),
+            Value::Object(m) => ClaimValue::Map(
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), convert(v)?)))
+                    .collect(),
+            ),
+        })
+    }
+    claims
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), convert(v)?)))
+        .collect()
 }
 
 /// A claim as text, for forwarding upstream: strings as they are, numbers and booleans

@@ -455,6 +455,8 @@ impl Authenticate {
                 provider: name.to_string(),
                 scopes: id.scopes,
                 roles: id.roles,
+                groups: id.groups,
+                claims: id.claims,
                 client_id: id.client_id,
                 tier: None,
                 expires_at: id.expires_at,
@@ -543,12 +545,26 @@ impl Authenticate {
             provider: "api_keys".into(),
             scopes: found.scopes.clone(),
             roles: Vec::new(),
+            groups: Vec::new(),
+            claims: api_key_claims(found),
             client_id: None,
             tier: found.tier.clone(),
             expires_at: None,
         });
         Verdict::Continue
     }
+}
+
+/// The claims of an API key's identity: `sub`, `scope` and, when it has one, `tier`.
+fn api_key_claims(key: &crate::apikeys::ApiKey) -> rampart_core::Claims {
+    use rampart_core::ClaimValue;
+    let mut claims = std::collections::BTreeMap::new();
+    claims.insert("sub".to_owned(), ClaimValue::String(key.subject.clone()));
+    claims.insert("scope".to_owned(), ClaimValue::String(key.scopes.join(" ")));
+    if let Some(tier) = &key.tier {
+        claims.insert("tier".to_owned(), ClaimValue::String(tier.clone()));
+    }
+    Arc::new(claims)
 }
 
 /// The token of an `Authorization: Bearer` header, if there is one.

@@ -450,6 +450,30 @@ fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
         }
     }
 
+    for (name, p) in &config.auth_providers {
+        for (what, claim) in [
+            ("roles_claim", &p.roles_claim),
+            ("groups_claim", &p.groups_claim),
+        ] {
+            if !valid_claim_path(claim) {
+                err(
+                    p.issuer.referenced,
+                    format!(
+                        "auth provider {name:?}: {what} {claim:?} is not a claim name or dotted path"
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(p) = &config.policies
+        && p.files.is_empty()
+    {
+        err(
+            p.schema.referenced,
+            "policies: files needs at least one policy file".into(),
+        );
+    }
+
     let mut route_names = BTreeSet::new();
     for r in &config.routes {
         if let Some(auth) = &r.auth {
@@ -482,6 +506,9 @@ fn check(config: &Config, file: &Path) -> Vec<ConfigError> {
                     );
                 }
             }
+        }
+        if let Some(a) = &r.authorize {
+            check_authorize(config, r, a, &mut err);
         }
         let loc = r.name.referenced;
         if !route_names.insert(r.name.value.as_str()) {
@@ -567,6 +594,137 @@ fn http_header_name_invalid(name: &str) -> bool {
 }
 
 /// Checks an upstream target: `host:port`, where host is a name, IPv4 or `[IPv6]`.
+/// The template parameters of a route's `path` (`user_id` for `/users/{user_id}`).
+fn template_params(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .collect()
+}
+
+fn valid_claim_path(p: &str) -> bool {
+    !p.is_empty() && !p.split('.').any(str::is_empty)
+}
+
+fn check_authorize(
+    config: &Config,
+    r: &Route,
+    a: &Authorize,
+    err: &mut impl FnMut(Location, String),
+) {
+    let name = &r.name.value;
+    let loc = r.name.referenced;
+    let Some(auth) = &r.auth else {
+        err(
+            loc,
+            format!("route {name:?}: authorize needs auth on the route (who the caller is)"),
+        );
+        return;
+    };
+    for p in &a.providers {
+        let accepted = if p.value == "api_keys" {
+            auth.api_keys
+        } else {
+            auth.providers.iter().any(|q| q.value == p.value)
+        };
+        if !accepted {
+            err(
+                p.referenced,
+                format!(
+                    "route {name:?}: authorize.providers names {:?}, which the route's auth does not accept",
+                    p.value
+                ),
+            );
+        }
+    }
+    for (what, req) in [
+        ("scopes", &a.scopes),
+        ("roles", &a.roles),
+        ("groups", &a.groups),
+    ] {
+        if req.all_of.iter().chain(&req.any_of).any(String::is_empty) {
+            err(
+                loc,
+                format!("route {name:?}: authorize.{what} has an empty name"),
+            );
+        }
+    }
+    let params = r
+        .matcher
+        .path
+        .as_ref()
+        .map(|p| template_params(&p.value))
+        .unwrap_or_default();
+    for o in &a.owner_match {
+        let sources: Vec<&Spanned<String>> = [&o.path, &o.query, &o.header]
+            .into_iter()
+            .flatten()
+            .collect();
+        let [source] = sources.as_slice() else {
+            let at = sources.first().map_or(loc, |s| s.referenced);
+            err(
+                at,
+                format!(
+                    "route {name:?}: an owner_match rule needs exactly one of path, query and header"
+                ),
+            );
+            continue;
+        };
+        if let Some(p) = &o.path
+            && !params.contains(&p.value.as_str())
+        {
+            err(
+                p.referenced,
+                format!(
+                    "route {name:?}: owner_match path {:?} is not a parameter of the route's path template{}",
+                    p.value,
+                    if params.is_empty() {
+                        " (it has none)".to_string()
+                    } else {
+                        format!(" ({})", params.join(", "))
+                    }
+                ),
+            );
+        }
+        if let Some(h) = &o.header
+            && http_header_name_invalid(&h.value)
+        {
+            err(
+                h.referenced,
+                format!("route {name:?}: {:?} is not a valid header name", h.value),
+            );
+        }
+        if source.value.is_empty() {
+            err(
+                source.referenced,
+                format!("route {name:?}: owner_match names an empty parameter"),
+            );
+        }
+        if !valid_claim_path(&o.claim) {
+            err(
+                source.referenced,
+                format!(
+                    "route {name:?}: owner_match claim {:?} is not a claim name or dotted path",
+                    o.claim
+                ),
+            );
+        }
+    }
+    if !a.owner_exempt_roles.is_empty() && a.owner_match.is_empty() {
+        err(
+            loc,
+            format!("route {name:?}: owner_exempt_roles without owner_match exempts from nothing"),
+        );
+    }
+    if a.cedar && config.policies.is_none() {
+        err(
+            loc,
+            format!(
+                "route {name:?}: authorize.cedar needs the top-level policies section (schema and files)"
+            ),
+        );
+    }
+}
+
 fn check_target(t: &str) -> Result<(), String> {
     let (host, port) = t
         .rsplit_once(':')

@@ -57,6 +57,10 @@ pub struct Config {
     /// Where token revocations are kept (see docs/AUTH.md).
     #[serde(default)]
     pub revocations: Revocations,
+    /// Cedar policies that routes with `authorize: { cedar: true }` are decided by (see
+    /// docs/AUTHZ.md).
+    #[serde(default)]
+    pub policies: Option<Policies>,
     /// Routes, matched most specific first (see docs/CONFIG.md).
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -377,6 +381,110 @@ pub struct Route {
     /// Require a valid token from one of these providers.
     #[serde(default)]
     pub auth: Option<RouteAuth>,
+    /// What the authenticated caller must be or hold: scopes, roles, groups, providers,
+    /// ownership of the object, Cedar policies (see docs/AUTHZ.md). Needs `auth`.
+    #[serde(default)]
+    pub authorize: Option<Authorize>,
+}
+
+/// A route's authorization requirements, checked in this order: providers, scopes,
+/// roles, groups, ownership, Cedar policies. The first that fails refuses the request.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Authorize {
+    /// Only identities from these providers (keys of `auth_providers`, or `api_keys`).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub providers: Vec<Spanned<String>>,
+    /// Required scopes (403 `insufficient_scope` when one is missing).
+    #[serde(default)]
+    pub scopes: Requirement,
+    /// Required roles, from each provider's `roles_claim`.
+    #[serde(default)]
+    pub roles: Requirement,
+    /// Required groups, from each provider's `groups_claim`.
+    #[serde(default)]
+    pub groups: Requirement,
+    /// Object ownership: each rule's request value must equal the caller's claim. Every
+    /// rule must hold.
+    #[serde(default)]
+    pub owner_match: Vec<OwnerMatch>,
+    /// Callers with one of these roles skip `owner_match` (support staff, say). The other
+    /// requirements still apply.
+    #[serde(default)]
+    pub owner_exempt_roles: Vec<String>,
+    /// Decide with the Cedar policies of the top-level `policies` (default false).
+    #[serde(default)]
+    pub cedar: bool,
+}
+
+/// A set of names the caller must hold: every one of `all_of`, and at least one of
+/// `any_of` when it is not empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    /// Names the caller must all hold.
+    #[serde(default)]
+    pub all_of: Vec<String>,
+    /// Names of which the caller must hold at least one.
+    #[serde(default)]
+    pub any_of: Vec<String>,
+}
+
+/// One ownership rule: a request value (exactly one of `path`, `query`, `header`) that
+/// must equal a claim of the caller.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerMatch {
+    /// A parameter of the route's path template (`user_id` for `/users/{user_id}`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub path: Option<Spanned<String>>,
+    /// A query parameter; it must appear exactly once.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub query: Option<Spanned<String>>,
+    /// A request header; it must appear exactly once.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub header: Option<Spanned<String>>,
+    /// The claim (or dotted path) it must equal (default `sub`). A claim holding an
+    /// array matches any of its items; numbers compare as their decimal text.
+    #[serde(default = "d_owner_claim")]
+    pub claim: String,
+    /// `sensitive` (default) or `insensitive`: ASCII letters only, so that `K` never
+    /// matches the Kelvin sign.
+    #[serde(default)]
+    pub case: CaseRule,
+}
+
+/// How an ownership rule treats letter case.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseRule {
+    /// Byte for byte.
+    #[default]
+    Sensitive,
+    /// ASCII letters compare without case; every other character byte for byte.
+    Insensitive,
+}
+
+/// Cedar policies for routes with `authorize: { cedar: true }` (see docs/AUTHZ.md).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policies {
+    /// The Cedar schema (`.cedarschema`, or `.json` for the JSON form). Policies are
+    /// validated against it in strict mode when the configuration loads.
+    #[schemars(with = "String")]
+    pub schema: Spanned<PathBuf>,
+    /// Policy files that are enforced.
+    #[schemars(with = "Vec<String>")]
+    pub files: Vec<Spanned<PathBuf>>,
+    /// Policy files that are evaluated and logged beside the enforced ones, never
+    /// enforced: try a change on live traffic.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub shadow_files: Vec<Spanned<PathBuf>>,
 }
 
 /// A route's authentication requirement.
@@ -500,6 +608,14 @@ pub struct AuthProvider {
     /// The largest token accepted (default 8KiB), checked before any decoding.
     #[serde(default = "d_max_token")]
     pub max_token_bytes: ByteSize,
+    /// The claim roles are read from (an array of strings), or a dotted path such as
+    /// `realm_access.roles` (default `roles`).
+    #[serde(default = "d_roles_claim")]
+    pub roles_claim: String,
+    /// The claim groups are read from (an array of strings), or a dotted path (default
+    /// `groups`).
+    #[serde(default = "d_groups_claim")]
+    pub groups_claim: String,
 }
 
 /// An RFC 7662 token introspection endpoint.
@@ -795,6 +911,15 @@ pub enum FailureMode {
     Open,
 }
 
+fn d_roles_claim() -> String {
+    "roles".into()
+}
+fn d_groups_claim() -> String {
+    "groups".into()
+}
+fn d_owner_claim() -> String {
+    "sub".into()
+}
 fn yes() -> bool {
     true
 }

@@ -1,6 +1,7 @@
 //! The per-request context: what the layers know about a request and what they decided.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -117,14 +118,59 @@ pub struct Identity {
     pub provider: String,
     /// Granted scopes.
     pub scopes: Vec<String>,
-    /// Granted roles.
+    /// Granted roles (from the provider's roles claim).
     pub roles: Vec<String>,
+    /// Groups the principal belongs to (from the provider's groups claim).
+    pub groups: Vec<String>,
+    /// The verified claims of the credential, for ownership checks and policies. Shared:
+    /// a cached token hands out the same map to every request.
+    pub claims: Claims,
     /// The OAuth client the credential was issued to (`client_id` or `azp`).
     pub client_id: Option<String>,
     /// The service tier (API keys), for rate-limit policies.
     pub tier: Option<String>,
     /// When the credential expires, in seconds since the Unix epoch.
     pub expires_at: Option<u64>,
+}
+
+/// The claims of a verified credential, by name.
+pub type Claims = Arc<BTreeMap<String, ClaimValue>>;
+
+/// One claim value, as the credential carried it. JSON `null` and numbers that are not
+/// integers have no counterpart: a claim holding one is left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimValue {
+    /// `true` or `false`.
+    Bool(bool),
+    /// An integer that fits in 64 bits.
+    Int(i64),
+    /// A string.
+    String(String),
+    /// An array.
+    List(Vec<ClaimValue>),
+    /// An object.
+    Map(BTreeMap<String, ClaimValue>),
+}
+
+impl Identity {
+    /// The claim at `path`, a claim name or a dotted path into objects
+    /// (`realm_access.roles`). `sub` falls back to the subject for credentials without
+    /// claims (API keys).
+    pub fn claim(&self, path: &str) -> Option<Cow<'_, ClaimValue>> {
+        let mut names = path.split('.');
+        let first = names.next().and_then(|n| self.claims.get(n));
+        let found = names.try_fold(first, |v, name| match v? {
+            ClaimValue::Map(m) => Some(m.get(name)),
+            _ => None,
+        });
+        match found.flatten() {
+            Some(v) => Some(Cow::Borrowed(v)),
+            None if path == "sub" && !self.subject.is_empty() => {
+                Some(Cow::Owned(ClaimValue::String(self.subject.clone())))
+            }
+            None => None,
+        }
+    }
 }
 
 /// One layer's decision about a request, for logs and metrics.

@@ -21,7 +21,8 @@ pub mod verdict;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{
-    ClientInfo, Decision, Identity, Outcome, PeerCertificate, RequestContext, RouteInfo, TlsInfo,
+    ClaimValue, Claims, ClientInfo, Decision, Identity, Outcome, PeerCertificate, RequestContext,
+    RouteInfo, TlsInfo,
 };
 pub use phase::{Chain, Defense, FailureMode, PhaseOutcome};
 pub use verdict::{DefenseError, Interruption, Verdict};

@@ -57,6 +57,8 @@ fn a_good_token_gives_its_identity() {
             subject: "alice".into(),
             scopes: vec!["read".into(), "write".into()],
             roles: vec!["admin".into()],
+            groups: vec![],
+            claims: Arc::new(claim_values(&good())),
             client_id: Some("app".into()),
             jti: Some("j1".into()),
             expires_at: Some(NOW + 600),
@@ -246,4 +248,49 @@ fn claims_as_strings() {
     assert_eq!(claim_as_string(&c, "o"), None);
     assert_eq!(claim_as_string(&c, "z"), None);
     assert_eq!(claim_as_string(&c, "missing"), None);
+}
+
+#[test]
+fn groups_come_from_their_claim_and_every_claim_is_kept_for_policies() {
+    let id = check(
+        &policy(),
+        &with(json!({"groups": ["eng", "oncall"], "tenant": "acme", "level": 3})),
+    )
+    .unwrap();
+    assert_eq!(id.groups, vec!["eng".to_string(), "oncall".to_string()]);
+    assert_eq!(
+        id.claims.get("tenant"),
+        Some(&ClaimValue::String("acme".into()))
+    );
+    assert_eq!(id.claims.get("level"), Some(&ClaimValue::Int(3)));
+
+    let nested = policy().with_groups_claim("org.teams").unwrap();
+    let id = check(&nested, &with(json!({"org": {"teams": ["red"]}}))).unwrap();
+    assert_eq!(id.groups, vec!["red".to_string()]);
+    assert_eq!(
+        check(&nested, &with(json!({"org": {"teams": "red"}}))).unwrap_err(),
+        Rejection::BadClaimType("org.teams".into())
+    );
+    assert!(policy().with_groups_claim("").is_err());
+}
+
+#[test]
+fn claim_values_leave_out_what_policies_cannot_hold() {
+    let values = claim_values(&obj(json!({
+        "n": null, "f": 1.5, "big": u64::MAX, "i": -4, "b": true,
+        "list": [1, null, "x", 2.5], "map": {"k": "v", "z": null}
+    })));
+    let keys: Vec<&str> = values.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["b", "i", "list", "map"]);
+    assert_eq!(
+        values.get("list"),
+        Some(&ClaimValue::List(vec![
+            ClaimValue::Int(1),
+            ClaimValue::String("x".into())
+        ]))
+    );
+    let ClaimValue::Map(m) = values.get("map").unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(m.len(), 1);
 }
