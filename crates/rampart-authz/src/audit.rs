@@ -212,20 +212,33 @@ fn judge(
     }
     let covered = engine.judge_with(scope_only, route, &id, &facts(&other));
     if covered.allowed {
-        return (Access::Conditional, covered.rule());
+        let why = if on_other.policies.is_empty() {
+            format!("permit {} when its conditions hold", covered.rule())
+        } else {
+            format!(
+                "permit {} unless forbid {} applies",
+                covered.rule(),
+                on_other.rule()
+            )
+        };
+        return (Access::Conditional, why);
     }
     (Access::Denied, on_other.rule())
 }
 
-/// A request on `path` with `params`, from loopback at time 0.
+/// A request on `path` with `params`.
 fn audit_facts<'a>(method: &'a str, path: &'a str, params: &'a [(Arc<str>, String)]) -> Facts<'a> {
     Facts {
         method,
         path,
         params,
         query: None,
-        client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
-        now: 0,
+        // A caller from elsewhere (TEST-NET-1), now: conditions on the client's network
+        // or the time show as `conditional`, not as granted.
+        client_ip: std::net::IpAddr::from([192, 0, 2, 1]),
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
     }
 }
 

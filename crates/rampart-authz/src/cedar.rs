@@ -48,9 +48,36 @@ pub struct Source {
 }
 
 /// A policy file or schema that does not load, with the file and line it is about.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct LoadError(pub String);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    /// The file.
+    pub file: String,
+    /// The 1-based line, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl LoadError {
+    fn new(file: &str, line: Option<usize>, message: impl Into<String>) -> LoadError {
+        LoadError {
+            file: file.to_owned(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
 
 /// The request facts a decision needs besides the identity.
 #[derive(Debug, Clone)]
@@ -135,7 +162,7 @@ impl Types {
     fn new() -> Result<Types, LoadError> {
         let t = |n: &str| {
             EntityTypeName::from_str(&format!("{NAMESPACE}::{n}"))
-                .map_err(|e| LoadError(format!("entity type {n}: {e}")))
+                .map_err(|e| LoadError::new("schema", None, format!("entity type {n}: {e}")))
         };
         Ok(Types {
             user: t("User")?,
@@ -192,7 +219,7 @@ impl PolicyEngine {
         let actions = match schema_value.action_entities() {
             Ok(a) => a.iter().cloned().collect(),
             Err(e) => {
-                errors.push(LoadError(format!("{}: actions: {e}", schema.name)));
+                errors.push(LoadError::new(&schema.name, None, format!("actions: {e}")));
                 Vec::new()
             }
         };
@@ -573,10 +600,7 @@ fn located(file: &str, text: &str, d: &(dyn Diagnostic + '_), message: String) -
         .labels()
         .and_then(|mut l| l.next())
         .map(|l| line_of(text, l.offset()));
-    match line {
-        Some(line) => LoadError(format!("{file}:{line}: {message}")),
-        None => LoadError(format!("{file}: {message}")),
-    }
+    LoadError::new(file, line, message)
 }
 
 fn parse_schema(src: &Source) -> Result<Schema, LoadError> {
@@ -612,9 +636,11 @@ fn check_entity_shapes(schema: &Schema, types: &Types, file: &str) -> Vec<LoadEr
     let mut errors = Vec::new();
     for ty in [&types.user, &types.role, &types.group, &types.route] {
         if !schema.entity_types().any(|t| t == ty) {
-            errors.push(LoadError(format!(
-                "{file}: the schema must declare entity type {ty} (see docs/AUTHZ.md)"
-            )));
+            errors.push(LoadError::new(
+                file,
+                None,
+                format!("the schema must declare entity type {ty} (see docs/AUTHZ.md)"),
+            ));
         }
     }
     if !errors.is_empty() {
@@ -654,13 +680,17 @@ fn check_entity_shapes(schema: &Schema, types: &Types, file: &str) -> Vec<LoadEr
     match built {
         Ok(entities) => {
             if let Err(e) = Entities::from_entities(entities, Some(schema)) {
-                errors.push(LoadError(format!(
-                    "{file}: the schema does not fit the entities Rampart builds: {} (start from the schema in docs/AUTHZ.md)",
-                    full_message(&e)
-                )));
+                errors.push(LoadError::new(
+                    file,
+                    None,
+                    format!(
+                        "the schema does not fit the entities Rampart builds: {} (start from the schema in docs/AUTHZ.md)",
+                        full_message(&e)
+                    ),
+                ));
             }
         }
-        Err(e) => errors.push(LoadError(format!("{file}: {e}"))),
+        Err(e) => errors.push(LoadError::new(file, None, e)),
     }
     errors
 }
@@ -680,10 +710,11 @@ fn load_set(schema: &Schema, files: &[Source], errors: &mut Vec<LoadError>) -> S
             }
         };
         if parsed.templates().next().is_some() {
-            errors.push(LoadError(format!(
-                "{}: policy templates (?principal, ?resource) are not supported; write static policies",
-                f.name
-            )));
+            errors.push(LoadError::new(
+                &f.name,
+                None,
+                "policy templates (?principal, ?resource) are not supported; write static policies",
+            ));
             continue;
         }
         let mut policies: Vec<&Policy> = parsed.policies().collect();
@@ -712,15 +743,16 @@ fn load_set(schema: &Schema, files: &[Source], errors: &mut Vec<LoadError>) -> S
             let id = PolicyId::new(id);
             if let Some((other, _)) = origin.get(&id) {
                 let other = files.get(*other).map_or("?", |s| s.name.as_str());
-                errors.push(LoadError(format!(
-                    "{}:{line}: policy id {id:?} is also used in {other}",
-                    f.name
-                )));
+                errors.push(LoadError::new(
+                    &f.name,
+                    Some(line),
+                    format!("policy id {:?} is also used in {other}", id.to_string()),
+                ));
                 continue;
             }
             origin.insert(id.clone(), (index, offset));
             if let Err(e) = set.add(p.new_id(id)) {
-                errors.push(LoadError(format!("{}:{line}: {e}", f.name)));
+                errors.push(LoadError::new(&f.name, Some(line), e.to_string()));
             }
         }
     }

@@ -114,7 +114,7 @@ impl Authorize {
             if !self.requirements.is_empty() {
                 because.push("requirements".to_owned());
             }
-            self.check_owner(ctx, head, id, notes, &mut because)?;
+            self.check_owner(ctx, head, id, &mut because)?;
         }
         if let Some(c) = &self.cedar {
             let facts = Facts {
@@ -159,19 +159,12 @@ impl Authorize {
         ctx: &RequestContext,
         head: &Parts,
         id: &Identity,
-        notes: &mut Vec<Decision>,
         because: &mut Vec<String>,
     ) -> Result<(), Refused> {
         if self.owner.is_empty() {
             return Ok(());
         }
         if let Some(role) = self.owner_exempt.iter().find(|r| id.roles.contains(r)) {
-            notes.push(Decision {
-                layer: LAYER,
-                outcome: Outcome::Allow,
-                reason: Cow::Borrowed("owner_exempt"),
-                rule_id: Some(Cow::Owned(format!("owner_exempt_roles:{role}"))),
-            });
             because.push(format!("owner_exempt_roles:{role}"));
             return Ok(());
         }

@@ -59,6 +59,17 @@ impl fmt::Display for ConfigErrors {
 
 impl ConfigError {
     /// An error at `location` in `file`.
+    /// An error about another file than the config (a policy file), at a line if known.
+    pub fn in_file(file: &Path, line: Option<usize>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            line: line.and_then(|l| u64::try_from(l).ok()),
+            column: None,
+            message: message.into(),
+        }
+    }
+
+    /// An error at `location` of `file`.
     pub fn at(file: &Path, location: Location, message: impl Into<String>) -> Self {
         let known = location != Location::UNKNOWN;
         Self {

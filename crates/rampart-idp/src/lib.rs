@@ -14,7 +14,7 @@
 //! | --- | --- |
 //! | `GET /.well-known/openid-configuration` | the discovery document: `issuer` (the base URL, `http://127.0.0.1:PORT`), `jwks_uri`, `token_endpoint`, `introspection_endpoint`, ... |
 //! | `GET /jwks` | `{"keys": [...]}`, the published public keys, with `Cache-Control: public, max-age=N` ([`MockIdp::set_jwks_max_age`], 300 s by default) |
-//! | `POST /token` | form `sub` (required), `scope`, `aud`, `ttl` (seconds), `kid` (a published key): `{"access_token": JWT, "token_type": "Bearer", "expires_in": N}`; no client or user authentication (anyone may mint) |
+//! | `POST /token` | form `sub` (required), `scope`, `aud`, `ttl` (seconds), `kid` (a published key), `roles` and `groups` (space- or comma-separated, as arrays): `{"access_token": JWT, "token_type": "Bearer", "expires_in": N}`; no client or user authentication (anyone may mint) |
 //! | `POST /introspect` | RFC 7662: HTTP Basic client authentication with the configured client id and secret (401 `invalid_client` otherwise), form `token`: `{"active": true, ...claims}` for a token this provider minted (and that has not expired) or registered as active, else `{"active": false}` |
 //!
 //! Minted tokens carry the header `{"alg", "typ": "at+jwt", "kid"}` (RFC 9068) and the

@@ -167,7 +167,18 @@ async fn token_endpoint(req: Request<Incoming>, state: &State) -> Answer {
             },
         }
     };
-    let claims = state.claims(sub, scope, aud, ttl);
+    let mut claims = state.claims(sub, scope, aud, ttl);
+    // `roles` and `groups`: space- or comma-separated, as arrays of strings.
+    for name in ["roles", "groups"] {
+        if let (Some(list), Value::Object(c)) = (form.get(name), &mut claims) {
+            let items: Vec<Value> = list
+                .split([' ', ','])
+                .filter(|s| !s.is_empty())
+                .map(Value::from)
+                .collect();
+            c.insert(name.into(), Value::Array(items));
+        }
+    }
     let Ok(token) = sign_jwt(&key, &default_header(&key), &claims) else {
         return oauth_error(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -94,6 +94,8 @@ fn build(name: &str, p: &AuthProvider) -> Result<Provider, String> {
         .and_then(|c| c.with_audiences(p.audiences.iter().cloned()))
         .and_then(|c| c.with_leeway(p.leeway.0))
         .map(|c| c.require_exp(p.require_exp))
+        .and_then(|c| c.with_roles_claim(p.roles_claim.clone()))
+        .and_then(|c| c.with_groups_claim(p.groups_claim.clone()))
         .map_err(|e| e.to_string())?;
     if let Some(typ) = &p.typ {
         policy = policy.with_typ(typ.clone()).map_err(|e| e.to_string())?;

@@ -8,6 +8,7 @@
 pub mod accesslog;
 mod admin;
 mod auth;
+pub mod authz;
 pub mod body;
 pub mod forwarded;
 pub mod framing;

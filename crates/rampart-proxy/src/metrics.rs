@@ -36,6 +36,19 @@ pub struct AuthLabels {
     pub reason: String,
 }
 
+/// Labels of authorization decisions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthzLabels {
+    /// The route name.
+    pub route: Arc<str>,
+    /// `authz` (enforced) or `authz_shadow` (the shadow policy set).
+    pub layer: &'static str,
+    /// `allow`, `deny`, or `shadow` (the shadow set would have denied).
+    pub outcome: &'static str,
+    /// The rule or policy ids that decided.
+    pub rule: String,
+}
+
 /// Labels of upstream error metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
@@ -68,6 +81,8 @@ pub struct Metrics {
     pub fail_open: Family<DenialLabels, Counter>,
     /// Authentication refusals by provider and reason.
     pub auth_rejections: Family<AuthLabels, Counter>,
+    /// Authorization decisions by route, layer, outcome and deciding rule or policies.
+    pub authz_decisions: Family<AuthzLabels, Counter>,
     /// Upstream failures by upstream and kind.
     pub upstream_errors: Family<UpstreamLabels, Counter>,
     /// Config reloads by result.
@@ -99,6 +114,7 @@ impl Metrics {
         let shadow_denials = Family::<DenialLabels, Counter>::default();
         let fail_open = Family::<DenialLabels, Counter>::default();
         let auth_rejections = Family::<AuthLabels, Counter>::default();
+        let authz_decisions = Family::<AuthzLabels, Counter>::default();
         let upstream_errors = Family::<UpstreamLabels, Counter>::default();
         let reloads = Family::<ResultLabels, Counter>::default();
         let connections = Gauge::default();
@@ -134,6 +150,11 @@ impl Metrics {
             auth_rejections.clone(),
         );
         registry.register(
+            "authz_decisions",
+            "Authorization decisions, by route, layer (authz, authz_shadow), outcome and the rule or policies that decided",
+            authz_decisions.clone(),
+        );
+        registry.register(
             "upstream_errors",
             "Upstream failures, by upstream and kind",
             upstream_errors.clone(),
@@ -161,6 +182,7 @@ impl Metrics {
             shadow_denials,
             fail_open,
             auth_rejections,
+            authz_decisions,
             upstream_errors,
             reloads,
             connections,

@@ -162,7 +162,14 @@ impl PathMatch {
                         Segment::Param(_) => {}
                     }
                 }
-                parts.next().is_none()
+                // One trailing slash is the same resource to most upstream frameworks:
+                // `/users/bob/orders/` must not escape the route (and its owner check)
+                // for a catch-all prefix route.
+                match parts.next() {
+                    None => true,
+                    Some("") => parts.next().is_none(),
+                    Some(_) => false,
+                }
             }
         }
     }
@@ -355,6 +362,9 @@ mod tests {
         assert_eq!(found(&r, "x", "/users/", Method::GET), "404");
         assert_eq!(found(&r, "x", "/users", Method::GET), "404");
         assert_eq!(found(&r, "x", "/users/1/x", Method::GET), "404");
+        // One trailing slash is the same resource; two segments' worth is not.
+        assert_eq!(found(&r, "x", "/users/1/", Method::GET), "user id=1");
+        assert_eq!(found(&r, "x", "/users/1//", Method::GET), "404");
     }
 
     #[test]

@@ -127,6 +127,7 @@ impl Runtime {
         });
         let auth_providers = crate::auth::providers(config, file, previous, &mut errors);
         let api_keys = crate::auth::api_keys(config, file, &mut errors);
+        let policies = crate::authz::engine(config, file, &mut errors);
         // Verified tokens are cached per runtime (a reload may change what a provider
         // accepts); revocations live as long as the process.
         let token_cache = Arc::new(TokenCache::new(100_000, Duration::from_secs(300)));
@@ -240,6 +241,11 @@ impl Runtime {
             }
             if !after_auth.is_empty() {
                 defenses.push(Arc::new(RateLimit::new(after_auth, clock.clone(), origin)));
+            }
+            if let Some(authz) =
+                crate::authz::route(r, &template, policies.as_ref(), file, &mut errors)
+            {
+                defenses.push(Arc::new(authz.defense(clock.clone())));
             }
             let failure_mode = match r.failure_mode {
                 rampart_config::FailureMode::Closed => FailureMode::Closed,

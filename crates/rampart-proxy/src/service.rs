@@ -21,7 +21,9 @@ use rampart_core::{
 use crate::accesslog::{AccessRecord, DecisionRecord, LogSink, SecurityEvent, rfc3339};
 use crate::body::{BodyError, OnBodyEnd, RequestBody, ResponseBody};
 use crate::forwarded::{self, ForwardFacts};
-use crate::metrics::{AuthLabels, DenialLabels, Metrics, RequestLabels, UpstreamLabels};
+use crate::metrics::{
+    AuthLabels, AuthzLabels, DenialLabels, Metrics, RequestLabels, UpstreamLabels,
+};
 use crate::router::Lookup;
 use crate::runtime::{RouteEntry, Runtime};
 use crate::upstream::UpstreamError;
@@ -578,6 +580,21 @@ impl OnBodyEnd for Done {
             route.chain.on_complete(&flow.ctx, status);
         }
         for d in &flow.ctx.decisions {
+            if let (Some(route), true) = (
+                &flow.route,
+                d.layer == rampart_authz::LAYER || d.layer == rampart_authz::SHADOW_LAYER,
+            ) {
+                shared
+                    .metrics
+                    .authz_decisions
+                    .get_or_create(&AuthzLabels {
+                        route: route.name.clone(),
+                        layer: d.layer,
+                        outcome: d.outcome.as_str(),
+                        rule: d.rule_id.as_deref().unwrap_or("none").to_owned(),
+                    })
+                    .inc();
+            }
             let family = match d.outcome {
                 Outcome::Shadow => &shared.metrics.shadow_denials,
                 Outcome::FailOpen => &shared.metrics.fail_open,

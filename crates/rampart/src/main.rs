@@ -60,6 +60,26 @@ enum Command {
     Demo,
     /// Print the JSON Schema of the config file.
     Schema,
+    /// Role audit: for every route with `authorize`, which roles may call which method, on
+    /// any object, only their own, under conditions, or not at all, and the requirement or
+    /// Cedar policies that decide it. For permission reviews.
+    Roles {
+        /// The YAML config file (its `policies` name the Cedar schema and policy files).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RolesFormat::Table)]
+        format: RolesFormat,
+    },
+}
+
+/// How `rampart roles` prints.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RolesFormat {
+    /// An aligned table.
+    Table,
+    /// CSV with a header line, for a spreadsheet.
+    Csv,
 }
 
 fn main() -> ExitCode {
@@ -84,6 +104,7 @@ fn main() -> ExitCode {
         } => runtime(workers)
             .and_then(|rt| rt.block_on(run(config, Duration::from_secs(watch_interval)))),
         Command::Demo => runtime(None).and_then(|rt| rt.block_on(demo::run())),
+        Command::Roles { config, format } => roles(&config, format),
     };
     match result {
         Ok(code) => code,
@@ -132,6 +153,27 @@ fn load(path: &Path) -> Result<Config, ConfigErrors> {
         }])
     })?;
     rampart_config::parse(&text, path)
+}
+
+fn roles(path: &Path, format: RolesFormat) -> anyhow::Result<ExitCode> {
+    let rows = load(path).and_then(|config| rampart_proxy::authz::role_audit(&config, path));
+    match rows {
+        Ok(rows) => {
+            if rows.is_empty() {
+                eprintln!("no route has `authorize`: nothing to audit");
+            }
+            let text = match format {
+                RolesFormat::Table => rampart_authz::audit::table(&rows),
+                RolesFormat::Csv => rampart_authz::audit::csv(&rows),
+            };
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn validate(path: &Path) -> anyhow::Result<ExitCode> {

@@ -348,7 +348,7 @@ async fn demo_proxies_sends_hsts_over_tls_limits_logins_and_wants_tokens() {
             .unwrap()
             .starts_with("max-age=31536000")
     );
-    assert_eq!(status(http, "/admin").await, 403);
+    assert_eq!(status(http, "/internal").await, 403);
 
     // POST /login: 5 per minute per IP, then 429 with Retry-After and RateLimit fields.
     let mut last = None;
@@ -410,6 +410,37 @@ async fn demo_proxies_sends_hsts_over_tls_limits_logins_and_wants_tokens() {
 
     // /api/products stays public.
     assert_eq!(status(http, "/api/products/1").await, 200);
+
+    // Access control, as the banner shows it: alice reads her orders, not bob's (under
+    // any spelling); support reads anyone's; only role admin reaches /admin (Cedar).
+    let alice = demo_token_form(idp, "sub=alice").await;
+    let support = demo_token_form(idp, "sub=sam&roles=support").await;
+    let admin = demo_token_form(idp, "sub=ada&roles=admin").await;
+    let get = |path: &'static str, token: &str| {
+        let auth = format!("Bearer {token}");
+        async move { http1_get(http, path, &[("authorization", &auth)]).await }
+    };
+    let r = get("/users/alice/orders", &alice).await;
+    assert_eq!(r.status(), 200, "{:?}", r.body());
+    let r = get("/users/bob/orders", &alice).await;
+    assert_eq!(r.status(), 403);
+    assert!(String::from_utf8_lossy(r.body()).contains("not_owner"));
+    assert_eq!(
+        get("/users/al%69ce/../bob/orders", &alice).await.status(),
+        403
+    );
+    assert_eq!(get("/users/bob/orders", &support).await.status(), 200);
+    let r = get("/admin", &alice).await;
+    assert_eq!(r.status(), 403);
+    assert!(String::from_utf8_lossy(r.body()).contains("no_permit"));
+    assert_eq!(get("/admin", &admin).await.status(), 200);
+    assert_eq!(get("/admin", &support).await.status(), 403);
+    for line in [
+        "curl -i http://127.0.0.1:8080/users/bob/orders -H \"Authorization: Bearer $ALICE\"",
+        "rampart roles --config",
+    ] {
+        assert!(banner.contains(line), "{line:?} not in\n{banner}");
+    }
 }
 
 /// Reads the demo's stdout on a thread: sends the banner (everything up to "Ctrl-C stops.")
@@ -435,7 +466,12 @@ fn banner_lines(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<
 
 /// `curl -s -d 'sub=SUB&scope=SCOPE' http://127.0.0.1:9100/token`, returning `access_token`.
 async fn demo_token(idp: SocketAddr, sub: &str, scope: &str) -> String {
-    let form = format!("sub={sub}&scope={scope}");
+    demo_token_form(idp, &format!("sub={sub}&scope={scope}")).await
+}
+
+/// `curl -s -d FORM http://127.0.0.1:9100/token`, returning `access_token`.
+async fn demo_token_form(idp: SocketAddr, form: &str) -> String {
+    let form = form.to_owned();
     let req = http::Request::post("/token")
         .header("content-type", "application/x-www-form-urlencoded")
         .body(http_body_util::Full::new(bytes::Bytes::from(form)))
