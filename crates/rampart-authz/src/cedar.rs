@@ -106,6 +106,9 @@ pub struct Judgement {
     pub policies: Vec<String>,
     /// Policies whose evaluation erred (each denies).
     pub errors: Vec<String>,
+    /// Refused without evaluation: the caller is anonymous and the schema does not let
+    /// the action apply to `Anonymous`.
+    pub anonymous: bool,
 }
 
 impl Judgement {
@@ -113,6 +116,8 @@ impl Judgement {
     pub fn reason(&self) -> &'static str {
         if self.allowed {
             "permitted"
+        } else if self.anonymous {
+            "authentication_required"
         } else if !self.errors.is_empty() {
             "policy_error"
         } else if self.policies.is_empty() {
@@ -319,6 +324,7 @@ impl PolicyEngine {
                 allowed: false,
                 policies: Vec::new(),
                 errors: vec!["cedar:undeclared-action".to_owned()],
+                anonymous: false,
             };
             return Decided {
                 shadow: self.shadow.as_ref().map(|_| refuse.clone()),
@@ -330,6 +336,7 @@ impl PolicyEngine {
                 allowed: false,
                 policies: vec!["cedar:anonymous".to_owned()],
                 errors: Vec::new(),
+                anonymous: true,
             };
             return Decided {
                 shadow: self.shadow.as_ref().map(|_| refuse.clone()),
@@ -343,6 +350,7 @@ impl PolicyEngine {
                 allowed: false,
                 policies: Vec::new(),
                 errors: vec![format!("cedar:request:{e}")],
+                anonymous: false,
             },
         };
         Decided {
@@ -371,6 +379,7 @@ impl PolicyEngine {
             allowed: response.decision() == Decision::Allow && errors.is_empty(),
             policies,
             errors,
+            anonymous: false,
         }
     }
 
@@ -460,6 +469,7 @@ impl PolicyEngine {
                 allowed: false,
                 policies: Vec::new(),
                 errors: vec!["cedar:undeclared-action".into()],
+                anonymous: false,
             };
         };
         match self.build(route, action, Some(identity), facts) {
@@ -468,6 +478,7 @@ impl PolicyEngine {
                 allowed: false,
                 policies: Vec::new(),
                 errors: vec![e],
+                anonymous: false,
             },
         }
     }

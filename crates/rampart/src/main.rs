@@ -255,7 +255,7 @@ fn reload(gateway: &Gateway, path: &Path, watched: &mut Fingerprint, why: &str) 
     }
 }
 
-/// Modification times and sizes of the config file and the TLS files it names.
+/// Modification times and sizes of the config file and the TLS and policy files it names.
 #[derive(Debug, Default)]
 struct Fingerprint {
     files: Vec<(PathBuf, Option<(SystemTime, u64)>)>,
@@ -272,6 +272,12 @@ impl Fingerprint {
                     files.push(ca.ca.value.clone());
                 }
             }
+        }
+        // Policies reload with the config: an edited policy or schema file is a reload.
+        if let Some(p) = &config.policies {
+            files.push(p.schema.value.clone());
+            files.extend(p.files.iter().map(|f| f.value.clone()));
+            files.extend(p.shadow_files.iter().map(|f| f.value.clone()));
         }
         Self {
             files: files

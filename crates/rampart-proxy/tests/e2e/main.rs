@@ -8,6 +8,7 @@
 )]
 
 mod auth;
+mod authz;
 mod common;
 mod fleet;
 mod hygiene;
