@@ -563,3 +563,123 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The demo's routes and policies (examples/policies), for `validate` and `roles`.
+fn authz_config(dir: &Dir, policies: &str) -> PathBuf {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    let read = |name: &str| std::fs::read_to_string(examples.join(name)).unwrap();
+    let schema = dir.file("rampart.cedarschema", &read("rampart.cedarschema"));
+    let enforced = dir.file("main.cedar", policies);
+    let extra = format!(
+        r#"  - name: user-orders
+    match: {{ path: "/users/{{user_id}}/orders", methods: [GET] }}
+    upstream: up
+    auth: {{ providers: [corp] }}
+    authorize:
+      owner_match: [{{ path: user_id }}]
+      owner_exempt_roles: [support]
+  - name: admin
+    match: {{ prefix: /admin, methods: [GET, POST] }}
+    upstream: up
+    auth: {{ providers: [corp] }}
+    authorize: {{ cedar: true }}
+auth_providers:
+  corp:
+    issuer: "https://idp.example"
+    jwks: {{ url: "https://idp.example/jwks" }}
+policies:
+  schema: "{schema}"
+  files: ["{enforced}"]
+"#,
+        schema = schema.display(),
+        enforced = enforced.display(),
+    );
+    dir.file(
+        "authz.yaml",
+        &config(free_port(), free_port(), free_port(), &extra),
+    )
+}
+
+#[test]
+fn validate_refuses_a_policy_with_a_typo_naming_its_file_and_line() {
+    let dir = Dir::new("validate-cedar");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    let demo = std::fs::read_to_string(examples.join("demo.cedar")).unwrap();
+    let ok = authz_config(&dir, &demo);
+    let out = Command::new(BIN)
+        .args(["validate", "-c"])
+        .arg(&ok)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let typo = demo.replace("principal.sub", "principal.sbu");
+    assert_ne!(typo, demo);
+    let line = demo
+        .lines()
+        .position(|l| l.contains("principal.sub"))
+        .unwrap()
+        + 1;
+    let f = authz_config(&dir, &typo);
+    let err = validate_fails(&f);
+    let policy_file = dir.0.join("main.cedar");
+    assert!(
+        err.contains(&format!(
+            "{}:{line}: policy \"orders-owner-or-support\"",
+            policy_file.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("sbu"), "{err}");
+}
+
+#[test]
+fn roles_lists_which_role_may_do_what() {
+    let dir = Dir::new("roles");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    let demo = std::fs::read_to_string(examples.join("demo.cedar")).unwrap();
+    let f = authz_config(&dir, &demo);
+    let out = Command::new(BIN)
+        .args(["roles", "-c"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let row = |route: &str, method: &str, role: &str| {
+        rows.iter()
+            .find(|r| r.len() >= 4 && r[0] == route && r[1] == method && r[2] == role)
+            .unwrap_or_else(|| panic!("no {route} {method} {role} in\n{table}"))
+            .clone()
+    };
+    assert_eq!(row("user-orders", "GET", "support")[3], "any");
+    assert_eq!(row("user-orders", "GET", "admin")[3], "own");
+    assert_eq!(row("admin", "GET", "admin")[3..], ["any", "admin-area"]);
+    assert_eq!(row("admin", "GET", "support")[3], "denied");
+    assert_eq!(row("admin", "POST", "admin")[3], "conditional");
+    assert!(table.contains("(no role)"), "{table}");
+
+    let out = Command::new(BIN)
+        .args(["roles", "--format", "csv", "-c"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        csv.starts_with("route,method,role,access,because\n"),
+        "{csv}"
+    );
+    assert!(csv.contains("admin,GET,admin,any,admin-area\n"), "{csv}");
+}
