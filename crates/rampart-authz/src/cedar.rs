@@ -564,14 +564,33 @@ fn context(identity: Option<&Identity>, facts: &Facts<'_>) -> Result<Context, St
         ("query".to_owned(), record(query)?),
         ("method".to_owned(), s(facts.method)),
         ("path".to_owned(), s(facts.path)),
-        (
-            "client_ip".to_owned(),
-            RestrictedExpression::new_ip(facts.client_ip.to_string()),
-        ),
+        ("client_ip".to_owned(), ip_expression(facts.client_ip)),
         ("now".to_owned(), RestrictedExpression::new_long(facts.now)),
         ("token".to_owned(), record(token)?),
     ])
     .map_err(|e| e.to_string())
+}
+
+/// `ip("<addr>")`. Cedar builds the extension call by parsing the name `ip` on every call
+/// (a few microseconds), so each thread keeps the expressions of the clients it saw last.
+fn ip_expression(ip: IpAddr) -> RestrictedExpression {
+    use std::cell::RefCell;
+    const KEEP: usize = 4096;
+    thread_local! {
+        static SEEN: RefCell<HashMap<IpAddr, RestrictedExpression>> = RefCell::new(HashMap::new());
+    }
+    SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        if let Some(e) = seen.get(&ip) {
+            return e.clone();
+        }
+        if seen.len() >= KEEP {
+            seen.clear();
+        }
+        let e = RestrictedExpression::new_ip(ip.to_string());
+        seen.insert(ip, e.clone());
+        e
+    })
 }
 
 /// A claim as a Cedar value. Arrays mixing kinds, which Cedar sets cannot hold, are left

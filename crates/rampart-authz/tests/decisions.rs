@@ -763,7 +763,17 @@ fn cedar_permit_forbid_and_default_deny() {
     let e = engine(false);
     let admin = cedar_route(&e, "admin", "/admin*", &["GET", "POST"]);
     let orders = cedar_route(&e, "user-orders", "/users/{user_id}/orders", &["GET"]);
-    let cases: Vec<(&str, &Authorize, &str, Option<Who>, &str, &str, Expect)> = vec![
+    /// Name, route, template, caller, request, client address, expected decision.
+    type Row<'a> = (
+        &'a str,
+        &'a Authorize,
+        &'a str,
+        Option<Who>,
+        &'a str,
+        &'a str,
+        Expect,
+    );
+    let cases: Vec<Row<'_>> = vec![
         (
             "admin reads",
             &admin,
