@@ -792,12 +792,8 @@ fn load_set(schema: &Schema, files: &[Source], errors: &mut Vec<LoadError>) -> S
             .get(e.policy_id())
             .and_then(|(i, _)| files.get(*i))
             .map_or(("policies", ""), |f| (f.name.as_str(), f.text.as_str()));
-        let message = format!(
-            "policy {:?}: {}",
-            e.policy_id().to_string(),
-            full_message(e)
-        );
-        errors.push(located(file, text, e, message));
+        // Cedar's message names the policy (`for policy `x`, ...`).
+        errors.push(located(file, text, e, full_message(e)));
     }
     Set { policies: set }
 }

@@ -629,7 +629,7 @@ fn validate_refuses_a_policy_with_a_typo_naming_its_file_and_line() {
     let policy_file = dir.0.join("main.cedar");
     assert!(
         err.contains(&format!(
-            "{}:{line}: policy \"orders-owner-or-support\"",
+            "{}:{line}: for policy `orders-owner-or-support`",
             policy_file.display()
         )),
         "{err}"
