@@ -221,8 +221,21 @@ impl PolicyEngine {
         let mut errors = check_entity_shapes(&schema_value, &types, &schema.name);
         let enforced = load_set(&schema_value, files, &mut errors);
         let shadow = (!shadow.is_empty()).then(|| load_set(&schema_value, shadow, &mut errors));
+        // Action entities matter only for action groups (`action in Action::"reads"`);
+        // without groups, `action ==` and `action in [...]` need no entity, and leaving them
+        // out saves copying them into every request.
         let actions = match schema_value.action_entities() {
-            Ok(a) => a.iter().cloned().collect(),
+            Ok(a) => {
+                let grouped = a.iter().any(|e| {
+                    a.ancestors(&e.uid())
+                        .is_some_and(|mut parents| parents.next().is_some())
+                });
+                if grouped {
+                    a.iter().cloned().collect()
+                } else {
+                    Vec::new()
+                }
+            }
             Err(e) => {
                 errors.push(LoadError::new(&schema.name, None, format!("actions: {e}")));
                 Vec::new()

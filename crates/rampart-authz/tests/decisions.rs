@@ -1103,3 +1103,100 @@ fn a_policy_that_errs_at_run_time_denies() {
         Deny(403, "policy_error", "tenant-admins")
     );
 }
+
+#[test]
+fn action_groups_of_the_schema_work_in_policies() {
+    // The demo's schema with the admin actions put in a group "admin-reads".
+    let schema = SCHEMA_TEXT.replace(
+        "action \"GET /admin*\", \"POST /admin*\" appliesTo {",
+        "action \"admin-reads\";\n  action \"POST /admin*\" appliesTo {\n    principal: [User],\n    resource: [Route],\n    context: Request,\n  };\n  action \"GET /admin*\" in [\"admin-reads\"] appliesTo {",
+    );
+    assert_ne!(schema, SCHEMA_TEXT);
+    let e = PolicyEngine::load(
+        &Source {
+            name: "s.cedarschema".into(),
+            text: schema,
+        },
+        &[Source {
+            name: "p.cedar".into(),
+            text: "@id(\"auditors-read\")\npermit (principal in Rampart::Role::\"auditor\", action in Rampart::Action::\"admin-reads\", resource);".into(),
+        }],
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let e = Arc::new(e);
+    let admin = cedar_route(&e, "admin", "/admin*", &["GET", "POST"]);
+    let auditor = who("a").roles(&["auditor"]);
+    assert_eq!(
+        got(&run(
+            &admin,
+            "/admin*",
+            Some(&auditor),
+            "GET /admin",
+            &[],
+            "10.0.0.1"
+        )),
+        Allow("auditors-read")
+    );
+    assert_eq!(
+        got(&run(
+            &admin,
+            "/admin*",
+            Some(&auditor),
+            "POST /admin",
+            &[],
+            "10.0.0.1"
+        )),
+        Deny(403, "no_permit", "cedar:default-deny")
+    );
+}
+
+#[test]
+fn anonymous_callers_reach_policies_only_where_the_schema_lets_them() {
+    let schema = SCHEMA_TEXT.replace(
+        "action \"GET /admin*\", \"POST /admin*\" appliesTo {\n    principal: [User],",
+        "action \"GET /admin*\", \"POST /admin*\" appliesTo {\n    principal: [User, Anonymous],",
+    );
+    assert_ne!(schema, SCHEMA_TEXT);
+    let e = PolicyEngine::load(
+        &Source {
+            name: "s.cedarschema".into(),
+            text: schema,
+        },
+        &[Source {
+            name: "p.cedar".into(),
+            text: "@id(\"public-reads\")\npermit (principal is Rampart::Anonymous, action == Rampart::Action::\"GET /admin*\", resource);".into(),
+        }],
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let e = Arc::new(e);
+    let admin = cedar_route(&e, "admin", "/admin*", &["GET", "POST"]);
+    assert_eq!(
+        got(&run(&admin, "/admin*", None, "GET /admin", &[], "10.0.0.1")),
+        Allow("public-reads")
+    );
+    assert_eq!(
+        got(&run(
+            &admin,
+            "/admin*",
+            None,
+            "POST /admin",
+            &[],
+            "10.0.0.1"
+        )),
+        Deny(401, "no_permit", "cedar:default-deny")
+    );
+    // A signed-in user is not anonymous.
+    assert_eq!(
+        got(&run(
+            &admin,
+            "/admin*",
+            Some(&who("a")),
+            "GET /admin",
+            &[],
+            "10.0.0.1"
+        )),
+        Deny(403, "no_permit", "cedar:default-deny")
+    );
+}
