@@ -195,6 +195,9 @@ pub struct PolicyEngine {
     shadow: Option<Set>,
     authorizer: Authorizer,
     actions: Vec<Entity>,
+    /// The claims policies can read (`context.token.<claim>`); `None`: all of them (a
+    /// policy uses `context` or `context.token` as a whole).
+    token_claims: Option<HashSet<String>>,
 }
 
 /// A route as Cedar sees it, built once per route.
@@ -244,7 +247,17 @@ impl PolicyEngine {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let mut reads = TokenReads::default();
+        for set in std::iter::once(&enforced).chain(shadow.as_ref()) {
+            for p in set.policies.policies() {
+                match p.to_json() {
+                    Ok(json) => reads.walk(&json),
+                    Err(_) => reads.whole = true,
+                }
+            }
+        }
         Ok(PolicyEngine {
+            token_claims: (!reads.whole).then_some(reads.claims),
             schema: schema_value,
             types,
             enforced,
@@ -421,7 +434,7 @@ impl PolicyEngine {
                 uid
             }
         };
-        let context = context(identity, facts)?;
+        let context = context(identity, facts, self.token_claims.as_ref())?;
         let request = Request::new(
             principal,
             action.clone(),
@@ -533,7 +546,11 @@ fn collect_entities(v: &serde_json::Value, ty: &str, out: &mut Vec<String>) {
 }
 
 /// The context record.
-fn context(identity: Option<&Identity>, facts: &Facts<'_>) -> Result<Context, String> {
+fn context(
+    identity: Option<&Identity>,
+    facts: &Facts<'_>,
+    token_claims: Option<&HashSet<String>>,
+) -> Result<Context, String> {
     let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
     let record = |pairs: Vec<(String, RestrictedExpression)>| {
         RestrictedExpression::new_record(pairs).map_err(|e| e.to_string())
@@ -568,6 +585,7 @@ fn context(identity: Option<&Identity>, facts: &Facts<'_>) -> Result<Context, St
         .map(|id| {
             id.claims
                 .iter()
+                .filter(|(k, _)| token_claims.is_none_or(|read| read.contains(*k)))
                 .filter_map(|(k, v)| Some((k.clone(), claim(v)?)))
                 .collect()
         })
@@ -582,6 +600,70 @@ fn context(identity: Option<&Identity>, facts: &Facts<'_>) -> Result<Context, St
         ("token".to_owned(), record(token)?),
     ])
     .map_err(|e| e.to_string())
+}
+
+/// Which token claims the policies read. Policies reach a claim only as
+/// `context.token.<claim>` or `context.token has <claim>` (strict validation refuses
+/// anything else on an undeclared attribute), so the claims named that way are all a
+/// decision can depend on; the others need not be built into every request's context.
+/// A policy that uses `context` or `context.token` as a whole (`context.token == {...}`)
+/// needs them all.
+#[derive(Debug, Default)]
+struct TokenReads {
+    claims: HashSet<String>,
+    whole: bool,
+}
+
+impl TokenReads {
+    fn is_context(v: &serde_json::Value) -> bool {
+        v.get("Var").and_then(|n| n.as_str()) == Some("context")
+    }
+
+    /// `context.token` in the JSON form of a policy.
+    fn is_token(v: &serde_json::Value) -> bool {
+        v.get(".").is_some_and(|access| {
+            access.get("attr").and_then(|a| a.as_str()) == Some("token")
+                && access.get("left").is_some_and(Self::is_context)
+        })
+    }
+
+    fn walk(&mut self, v: &serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if Self::is_context(v) {
+                    // `context` used other than through an attribute (checked below).
+                    self.whole = true;
+                    return;
+                }
+                for op in [".", "has"] {
+                    let Some(access) = m.get(op) else { continue };
+                    let left = access.get("left");
+                    if left.is_some_and(Self::is_token) {
+                        if let Some(attr) = access.get("attr").and_then(|a| a.as_str()) {
+                            self.claims.insert(attr.to_owned());
+                        }
+                        return;
+                    }
+                    if left.is_some_and(Self::is_context) {
+                        // `context.<attr>`: fine unless it is `context.token` used whole.
+                        if access.get("attr").and_then(|a| a.as_str()) == Some("token") {
+                            self.whole = true;
+                        }
+                        return;
+                    }
+                }
+                for v in m.values() {
+                    self.walk(v);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for v in items {
+                    self.walk(v);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// `ip("<addr>")`. Cedar builds the extension call by parsing the name `ip` on every call
@@ -841,4 +923,50 @@ fn principal_entity(types: &Types, id: &Identity) -> Result<(Entity, Vec<Entity>
     let principal = Entity::new(uid(&types.user, &principal_id(id)), attrs, parents)
         .map_err(|e| e.to_string())?;
     Ok((principal, parent_entities))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reads(policy: &str) -> Option<Vec<String>> {
+        let p = Policy::parse(None, policy).unwrap_or_else(|e| unreachable!("{e}"));
+        let mut r = TokenReads::default();
+        r.walk(&p.to_json().unwrap_or_default());
+        (!r.whole).then(|| {
+            let mut v: Vec<String> = r.claims.into_iter().collect();
+            v.sort();
+            v
+        })
+    }
+
+    #[test]
+    fn only_the_claims_policies_name_are_built() {
+        assert_eq!(
+            reads(
+                "permit(principal, action, resource) when { context.token has tenant && context.token.tenant == \"a\" && context.token.level > 2 };"
+            ),
+            Some(vec!["level".to_owned(), "tenant".to_owned()])
+        );
+        assert_eq!(
+            reads(
+                "permit(principal, action, resource) when { context.params.id == principal.sub };"
+            ),
+            Some(vec![])
+        );
+        assert_eq!(
+            reads(
+                "permit(principal, action, resource) when { context.token == {\"sub\": \"a\"} };"
+            ),
+            None
+        );
+        assert_eq!(
+            reads("permit(principal, action, resource) when { context == {} };"),
+            None
+        );
+        assert_eq!(
+            reads("permit(principal, action, resource) when { context has token };"),
+            None
+        );
+    }
 }
