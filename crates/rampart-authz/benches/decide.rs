@@ -14,43 +14,18 @@
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::engine;
 use criterion::{Criterion, criterion_group, criterion_main};
 use rampart_authz::owner::Source as From;
-use rampart_authz::{
-    Authorize, Case, CedarRoute, Need, OwnerRule, PolicyEngine, Requirements, Source,
-};
+use rampart_authz::{Authorize, Case, CedarRoute, Need, OwnerRule, PolicyEngine, Requirements};
 use rampart_core::{
     ClaimValue, ClientInfo, Identity, ManualClock, RequestContext, RouteInfo, Verdict,
 };
-
-fn source(name: &str) -> Source {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/policies")
-        .join(name);
-    Source {
-        name: name.into(),
-        text: std::fs::read_to_string(path).unwrap(),
-    }
-}
-
-fn engine(shadow: bool) -> Arc<PolicyEngine> {
-    let shadow = if shadow {
-        vec![source("candidate.cedar")]
-    } else {
-        vec![]
-    };
-    Arc::new(
-        PolicyEngine::load(
-            &source("rampart.cedarschema"),
-            &[source("demo.cedar")],
-            &shadow,
-        )
-        .unwrap(),
-    )
-}
 
 /// A typical access token's identity: a subject, three scopes, one or two roles, and
 /// eight claims.

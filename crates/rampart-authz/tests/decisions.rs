@@ -9,11 +9,13 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 
+use common::{SCHEMA_TEXT, engine, load_with};
 use http::HeaderName;
 use rampart_authz::owner::Source as From;
 use rampart_authz::{
@@ -711,34 +713,6 @@ fn ownership_against_numbers_lists_and_odd_claims() {
     );
 }
 
-fn examples() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies")
-}
-
-fn source(name: &str) -> Source {
-    let path = examples().join(name);
-    Source {
-        name: name.to_owned(),
-        text: std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}")),
-    }
-}
-
-fn engine(shadow: bool) -> Arc<PolicyEngine> {
-    let shadow = if shadow {
-        vec![source("candidate.cedar")]
-    } else {
-        vec![]
-    };
-    Arc::new(
-        PolicyEngine::load(
-            &source("rampart.cedarschema"),
-            &[source("demo.cedar")],
-            &shadow,
-        )
-        .unwrap_or_else(|e| panic!("{e:?}")),
-    )
-}
-
 fn cedar_route(
     engine: &Arc<PolicyEngine>,
     name: &str,
@@ -960,20 +934,8 @@ fn the_shadow_set_is_evaluated_and_recorded_never_enforced() {
     assert_eq!(shadow.outcome, Outcome::Allow);
 }
 
-const SCHEMA_TEXT: &str = include_str!("../../../examples/policies/rampart.cedarschema");
-
 fn load(policies: &str) -> Result<PolicyEngine, Vec<rampart_authz::LoadError>> {
-    PolicyEngine::load(
-        &Source {
-            name: "schema.cedarschema".into(),
-            text: SCHEMA_TEXT.into(),
-        },
-        &[Source {
-            name: "policies/main.cedar".into(),
-            text: policies.into(),
-        }],
-        &[],
-    )
+    load_with(SCHEMA_TEXT, policies)
 }
 
 #[test]
@@ -1112,19 +1074,7 @@ fn action_groups_of_the_schema_work_in_policies() {
         "action \"admin-reads\";\n  action \"POST /admin*\" appliesTo {\n    principal: [User],\n    resource: [Route],\n    context: Request,\n  };\n  action \"GET /admin*\" in [\"admin-reads\"] appliesTo {",
     );
     assert_ne!(schema, SCHEMA_TEXT);
-    let e = PolicyEngine::load(
-        &Source {
-            name: "s.cedarschema".into(),
-            text: schema,
-        },
-        &[Source {
-            name: "p.cedar".into(),
-            text: "@id(\"auditors-read\")\npermit (principal in Rampart::Role::\"auditor\", action in Rampart::Action::\"admin-reads\", resource);".into(),
-        }],
-        &[],
-    )
-    .unwrap_or_else(|e| panic!("{e:?}"));
-    let e = Arc::new(e);
+    let e = Arc::new(load_with(&schema, "@id(\"auditors-read\")\npermit (principal in Rampart::Role::\"auditor\", action in Rampart::Action::\"admin-reads\", resource);").unwrap_or_else(|e| panic!("{e:?}")));
     let admin = cedar_route(&e, "admin", "/admin*", &["GET", "POST"]);
     let auditor = who("a").roles(&["auditor"]);
     assert_eq!(
@@ -1158,19 +1108,7 @@ fn anonymous_callers_reach_policies_only_where_the_schema_lets_them() {
         "action \"GET /admin*\", \"POST /admin*\" appliesTo {\n    principal: [User, Anonymous],",
     );
     assert_ne!(schema, SCHEMA_TEXT);
-    let e = PolicyEngine::load(
-        &Source {
-            name: "s.cedarschema".into(),
-            text: schema,
-        },
-        &[Source {
-            name: "p.cedar".into(),
-            text: "@id(\"public-reads\")\npermit (principal is Rampart::Anonymous, action == Rampart::Action::\"GET /admin*\", resource);".into(),
-        }],
-        &[],
-    )
-    .unwrap_or_else(|e| panic!("{e:?}"));
-    let e = Arc::new(e);
+    let e = Arc::new(load_with(&schema, "@id(\"public-reads\")\npermit (principal is Rampart::Anonymous, action == Rampart::Action::\"GET /admin*\", resource);").unwrap_or_else(|e| panic!("{e:?}")));
     let admin = cedar_route(&e, "admin", "/admin*", &["GET", "POST"]);
     assert_eq!(
         got(&run(&admin, "/admin*", None, "GET /admin", &[], "10.0.0.1")),

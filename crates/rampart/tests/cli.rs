@@ -564,11 +564,29 @@ where
     }
 }
 
+/// `rampart ARGS CONFIG`, which must succeed; its stdout.
+fn rampart_ok(args: &[&str], config: &Path) -> String {
+    let out = Command::new(BIN).args(args).arg(config).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A file of examples/policies (the demo's Cedar schema and policies).
+fn example_policy(name: &str) -> String {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    std::fs::read_to_string(examples.join(name)).unwrap()
+}
+
 /// The demo's routes and policies (examples/policies), for `validate` and `roles`.
 fn authz_config(dir: &Dir, policies: &str) -> PathBuf {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
-    let read = |name: &str| std::fs::read_to_string(examples.join(name)).unwrap();
-    let schema = dir.file("rampart.cedarschema", &read("rampart.cedarschema"));
+    let schema = dir.file(
+        "rampart.cedarschema",
+        &example_policy("rampart.cedarschema"),
+    );
     let enforced = dir.file("main.cedar", policies);
     let extra = format!(
         r#"  - name: user-orders
@@ -603,19 +621,9 @@ policies:
 #[test]
 fn validate_refuses_a_policy_with_a_typo_naming_its_file_and_line() {
     let dir = Dir::new("validate-cedar");
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
-    let demo = std::fs::read_to_string(examples.join("demo.cedar")).unwrap();
+    let demo = example_policy("demo.cedar");
     let ok = authz_config(&dir, &demo);
-    let out = Command::new(BIN)
-        .args(["validate", "-c"])
-        .arg(&ok)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    rampart_ok(&["validate", "-c"], &ok);
 
     let typo = demo.replace("principal.sub", "principal.sbu");
     assert_ne!(typo, demo);
@@ -640,20 +648,9 @@ fn validate_refuses_a_policy_with_a_typo_naming_its_file_and_line() {
 #[test]
 fn roles_lists_which_role_may_do_what() {
     let dir = Dir::new("roles");
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
-    let demo = std::fs::read_to_string(examples.join("demo.cedar")).unwrap();
+    let demo = example_policy("demo.cedar");
     let f = authz_config(&dir, &demo);
-    let out = Command::new(BIN)
-        .args(["roles", "-c"])
-        .arg(&f)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8_lossy(&out.stdout);
+    let table = rampart_ok(&["roles", "-c"], &f);
     let rows: Vec<Vec<&str>> = table
         .lines()
         .map(|l| l.split_whitespace().collect())
@@ -671,12 +668,7 @@ fn roles_lists_which_role_may_do_what() {
     assert_eq!(row("admin", "POST", "admin")[3], "conditional");
     assert!(table.contains("(no role)"), "{table}");
 
-    let out = Command::new(BIN)
-        .args(["roles", "--format", "csv", "-c"])
-        .arg(&f)
-        .output()
-        .unwrap();
-    let csv = String::from_utf8_lossy(&out.stdout);
+    let csv = rampart_ok(&["roles", "--format", "csv", "-c"], &f);
     assert!(
         csv.starts_with("route,method,role,access,because\n"),
         "{csv}"
