@@ -675,3 +675,51 @@ fn roles_lists_which_role_may_do_what() {
     );
     assert!(csv.contains("admin,GET,admin,any,admin-area\n"), "{csv}");
 }
+
+/// `rampart run` watches the policy files: promoting the shadow candidate by editing the
+/// enforced file takes effect without a signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_policy_file_is_reloaded_without_a_signal() {
+    let idp = rampart_test_support::idp::MockIdp::start().await;
+    let up = MockUpstream::start().await;
+    let dir = Dir::new("watch-policies");
+    let (listen, admin) = (free_port(), free_port());
+    let schema = dir.file(
+        "rampart.cedarschema",
+        &example_policy("rampart.cedarschema"),
+    );
+    let enforced = dir.file("main.cedar", &example_policy("demo.cedar"));
+    let extra = format!(
+        r#"  - name: admin
+    match: {{ prefix: /admin, methods: [GET, POST] }}
+    upstream: up
+    auth: {{ providers: [corp] }}
+    authorize: {{ cedar: true }}
+auth_providers:
+  corp:
+    issuer: "{issuer}"
+    audiences: [rampart]
+    jwks: {{ discovery: true }}
+policies:
+  schema: "{schema}"
+  files: ["{enforced}"]
+"#,
+        issuer = idp.issuer(),
+        schema = schema.display(),
+        enforced = enforced.display(),
+    );
+    let cfg = dir.file("p.yaml", &config(listen, admin, up.addr, &extra));
+    let _gw = spawn(&cfg, admin, "1").await;
+    let mut claims = idp.claims("sam", "");
+    claims["roles"] = serde_json::json!(["support"]);
+    let auth = format!("Bearer {}", idp.mint(&claims));
+    let admin_status = || async {
+        http1_get(listen, "/admin", &[("authorization", &auth)])
+            .await
+            .status()
+            .as_u16()
+    };
+    assert_eq!(admin_status().await, 403);
+    std::fs::write(&enforced, example_policy("candidate.cedar")).unwrap();
+    wait_for(|| async { admin_status().await == 200 }).await;
+}
