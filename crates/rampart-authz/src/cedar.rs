@@ -180,19 +180,13 @@ impl Types {
     }
 }
 
-/// One policy set with where each policy came from.
-#[derive(Debug, Clone)]
-struct Set {
-    policies: PolicySet,
-}
-
 /// Loaded, validated policies.
 #[derive(Debug)]
 pub struct PolicyEngine {
     schema: Schema,
     types: Types,
-    enforced: Set,
-    shadow: Option<Set>,
+    enforced: PolicySet,
+    shadow: Option<PolicySet>,
     authorizer: Authorizer,
     actions: Vec<Entity>,
     /// The claims policies can read (`context.token.<claim>`); `None`: all of them (a
@@ -249,7 +243,7 @@ impl PolicyEngine {
         }
         let mut reads = TokenReads::default();
         for set in std::iter::once(&enforced).chain(shadow.as_ref()) {
-            for p in set.policies.policies() {
+            for p in set.policies() {
                 match p.to_json() {
                     Ok(json) => reads.walk(&json),
                     Err(_) => reads.whole = true,
@@ -370,8 +364,8 @@ impl PolicyEngine {
             };
         }
         let built = self.build(route, action, identity, facts);
-        let judge = |set: &Set| match &built {
-            Ok((request, entities)) => self.judge(&set.policies, request, entities),
+        let judge = |set: &PolicySet| match &built {
+            Ok((request, entities)) => self.judge(set, request, entities),
             // The request could not be expressed in Cedar (not expected: every attribute
             // name is unique and every value has a Cedar type). A constant rule id: the
             // error text could carry request data into a metric label.
@@ -453,7 +447,7 @@ impl PolicyEngine {
     /// Every role named in the enforced policies (entity literals of `Rampart::Role`).
     pub fn roles_named(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for p in self.enforced.policies.policies() {
+        for p in self.enforced.policies() {
             if let Ok(json) = p.to_json() {
                 collect_entities(&json, &self.types.role.to_string(), &mut out);
             }
@@ -467,7 +461,7 @@ impl PolicyEngine {
     /// action, resource) covers a request, whatever its `when` and `unless` say.
     pub fn scope_only_permits(&self) -> PolicySet {
         let mut set = PolicySet::new();
-        for p in self.enforced.policies.policies() {
+        for p in self.enforced.policies() {
             if p.effect() != Effect::Permit {
                 continue;
             }
@@ -514,7 +508,7 @@ impl PolicyEngine {
 
     /// The enforced set.
     pub fn enforced(&self) -> &PolicySet {
-        &self.enforced.policies
+        &self.enforced
     }
 }
 
@@ -823,10 +817,10 @@ fn check_entity_shapes(schema: &Schema, types: &Types, file: &str) -> Vec<LoadEr
     errors
 }
 
-fn load_set(schema: &Schema, files: &[Source], errors: &mut Vec<LoadError>) -> Set {
+fn load_set(schema: &Schema, files: &[Source], errors: &mut Vec<LoadError>) -> PolicySet {
     let mut set = PolicySet::new();
-    // Where each policy came from: file index and the policy's text offset.
-    let mut origin: HashMap<PolicyId, (usize, usize)> = HashMap::new();
+    // Which file each policy came from.
+    let mut origin: HashMap<PolicyId, usize> = HashMap::new();
     for (index, f) in files.iter().enumerate() {
         let parsed = match PolicySet::from_str(&f.text) {
             Ok(p) => p,
@@ -869,7 +863,7 @@ fn load_set(schema: &Schema, files: &[Source], errors: &mut Vec<LoadError>) -> S
                 _ => format!("{}:{line}", f.name),
             };
             let id = PolicyId::new(id);
-            if let Some((other, _)) = origin.get(&id) {
+            if let Some(other) = origin.get(&id) {
                 let other = files.get(*other).map_or("?", |s| s.name.as_str());
                 errors.push(LoadError::new(
                     &f.name,
@@ -878,7 +872,7 @@ fn load_set(schema: &Schema, files: &[Source], errors: &mut Vec<LoadError>) -> S
                 ));
                 continue;
             }
-            origin.insert(id.clone(), (index, offset));
+            origin.insert(id.clone(), index);
             if let Err(e) = set.add(p.new_id(id)) {
                 errors.push(LoadError::new(&f.name, Some(line), e.to_string()));
             }
@@ -888,12 +882,12 @@ fn load_set(schema: &Schema, files: &[Source], errors: &mut Vec<LoadError>) -> S
     for e in result.validation_errors() {
         let (file, text) = origin
             .get(e.policy_id())
-            .and_then(|(i, _)| files.get(*i))
+            .and_then(|i| files.get(*i))
             .map_or(("policies", ""), |f| (f.name.as_str(), f.text.as_str()));
         // Cedar's message names the policy (`for policy `x`, ...`).
         errors.push(located(file, text, e, full_message(e)));
     }
-    Set { policies: set }
+    set
 }
 
 /// The principal entity of an identity, and its role and group entities.
