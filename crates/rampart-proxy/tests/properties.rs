@@ -100,3 +100,92 @@ proptest! {
         }
     }
 }
+
+/// What an ownership check may see in place of a user id: the owner's id and other ids
+/// under many spellings, dot segments, encoded separators, escapes of every kind.
+fn id_segment() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("alice".to_string()),
+        Just("bob".to_string()),
+        Just("%61lice".to_string()),
+        Just("al%69ce".to_string()),
+        Just("ALICE".to_string()),
+        Just("%2561lice".to_string()),
+        Just("alice%2F..%2Fbob".to_string()),
+        Just("alice;x=1".to_string()),
+        Just("alice%20".to_string()),
+        Just("%C1%A1lice".to_string()),
+        Just("al%C4%B1ce".to_string()),
+        "[a-zA-Z%.;+]{0,3}(alice|bob)?[a-zA-Z%.;+]{0,3}",
+        "(%[0-9a-fA-F]{2}){1,6}",
+        segment(),
+    ]
+}
+
+proptest! {
+    /// Through the real normalizer, router and ownership rule: whenever alice is let
+    /// through `/users/{user_id}/orders`, the path the upstream receives names alice's
+    /// orders and nobody else's, once its segments are decoded as a framework would.
+    #[test]
+    fn an_allowed_owner_request_reaches_only_the_owners_resource(
+        before in prop::collection::vec(segment(), 0..3),
+        id in id_segment(),
+        extra in prop::collection::vec(segment(), 0..3),
+        trailing in any::<bool>(),
+    ) {
+        use rampart_authz::owner::{Source, percent_decode};
+        use rampart_authz::{Authorize, Case, OwnerRule, Requirements};
+        use rampart_core::{ClientInfo, Identity, ManualClock, RequestContext, RouteInfo, Verdict};
+        use rampart_proxy::router::{HostMatch, Lookup, Matcher, PathMatch, Router};
+
+        let router = Router::new(vec![(
+            Matcher {
+                host: HostMatch::parse(None),
+                path: PathMatch::parse_path("/users/{user_id}/orders").unwrap(),
+                methods: vec![],
+            },
+            (),
+        )]);
+        let authz = Authorize::new(
+            Requirements::default(),
+            vec![OwnerRule { source: Source::Path("user_id".into()), claim: "sub".into(), case: Case::Sensitive }],
+            vec![],
+            None,
+            Arc::new(ManualClock::new()),
+        );
+        let mut raw = String::new();
+        for s in &before {
+            raw.push('/');
+            raw.push_str(s);
+        }
+        raw.push_str("/users/");
+        raw.push_str(&id);
+        for s in &extra {
+            raw.push('/');
+            raw.push_str(s);
+        }
+        raw.push_str("/orders");
+        if trailing {
+            raw.push('/');
+        }
+        let Ok(normalized) = normalize(&raw) else { return Ok(()) };
+        let Lookup::Found(_, params) = router.lookup("h", &normalized, &http::Method::GET) else {
+            return Ok(());
+        };
+        let mut ctx = RequestContext::new(
+            "t".into(),
+            ClientInfo { ip: [127, 0, 0, 1].into(), peer: "127.0.0.1:1".parse().unwrap(), tls: None },
+        );
+        ctx.route = Some(RouteInfo { name: "r".into(), template: "/users/{user_id}/orders".into(), params });
+        ctx.identity = Some(Identity { subject: "alice".into(), ..Identity::default() });
+        let (head, ()) = http::Request::get(normalized.as_ref()).body(()).unwrap().into_parts();
+        if matches!(authz.decide(&mut ctx, &head), Verdict::Continue) {
+            let decoded: Vec<String> = normalized
+                .trim_end_matches('/')
+                .split('/')
+                .map(|s| percent_decode(s, false).map(|d| d.into_owned()).unwrap_or_default())
+                .collect();
+            prop_assert_eq!(decoded, vec!["", "users", "alice", "orders"], "{} -> {}", raw, normalized);
+        }
+    }
+}
