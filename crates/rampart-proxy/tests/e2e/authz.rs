@@ -63,6 +63,14 @@ fn token(idp: &MockIdp, sub: &str, roles: &[&str]) -> String {
     format!("Bearer {}", idp.mint(&claims))
 }
 
+/// The status of `GET /admin/users` with `authorization`.
+async fn admin_area(addr: std::net::SocketAddr, authorization: &str) -> u16 {
+    http1_get(addr, "/admin/users", &[("authorization", authorization)])
+        .await
+        .status()
+        .as_u16()
+}
+
 /// Alice (no roles) tries to reach bob's orders every way a path can be spelled. Each
 /// request names the status it must get and, when it is let through, the path the upstream
 /// must see: only ever alice's orders.
@@ -233,12 +241,7 @@ async fn cedar_decides_logs_the_shadow_set_and_reloads_with_the_config() {
     let support = token(&idp, "sam", &["support"]);
     let user = token(&idp, "bob", &[]);
 
-    assert_eq!(
-        http1_get(addr, "/admin/users", &[("authorization", &admin)])
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(admin_area(addr, &admin).await, 200);
     let r = http1_get(addr, "/admin/users", &[("authorization", &user)]).await;
     assert_eq!(r.status(), 403);
     assert_eq!(echo(r.body())["reason"], "no_permit");
@@ -284,12 +287,7 @@ async fn cedar_decides_logs_the_shadow_set_and_reloads_with_the_config() {
     std::fs::write(dir.path("demo.cedar"), CANDIDATE).unwrap();
     gw.reload(rampart_config::parse(&yaml, Path::new("t.yaml")).unwrap())
         .unwrap();
-    assert_eq!(
-        http1_get(addr, "/admin/users", &[("authorization", &support)])
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(admin_area(addr, &support).await, 200);
 
     // A typo: the reload is refused with the file and line, and the policies in force stay.
     let typo = CANDIDATE.replace("principal.sub", "principal.sbu");
@@ -300,16 +298,6 @@ async fn cedar_decides_logs_the_shadow_set_and_reloads_with_the_config() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("demo.cedar:") && err.contains("sbu"), "{err}");
-    assert_eq!(
-        http1_get(addr, "/admin/users", &[("authorization", &support)])
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        http1_get(addr, "/admin/users", &[("authorization", &user)])
-            .await
-            .status(),
-        403
-    );
+    assert_eq!(admin_area(addr, &support).await, 200);
+    assert_eq!(admin_area(addr, &user).await, 403);
 }
